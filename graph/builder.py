@@ -1,0 +1,43 @@
+"""Assemble the turn: the pipeline below is the whole graph, one line per node."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.graph import START, StateGraph
+from langgraph.graph.state import CompiledStateGraph
+from langgraph.store.base import BaseStore
+
+from graph.context import Context
+from graph.state import AgentState, InputState, OutputState
+from nodes.call_model import call_model
+from nodes.load_memory import load_memory
+from nodes.summarize import summarize
+
+# Memory writes come after the reply, so model output never becomes memory mid-turn.
+PIPELINE: Sequence[tuple[str, Any]] = (
+    ("load_memory", load_memory),
+    ("call_model", call_model),
+    ("summarize", summarize),
+)
+
+
+def build_graph(
+    checkpointer: BaseCheckpointSaver[Any] | None = None,
+    store: BaseStore | None = None,
+    *,
+    pipeline: Sequence[tuple[str, Any]] = PIPELINE,
+) -> CompiledStateGraph[Any, Any, Any, Any]:
+    """Compile the turn graph; hosts pass the Postgres checkpointer and store."""
+    builder = StateGraph(
+        AgentState, context_schema=Context, input_schema=InputState, output_schema=OutputState
+    )
+    builder.add_sequence(list(pipeline))
+    builder.add_edge(START, pipeline[0][0])
+    return builder.compile(checkpointer=checkpointer, store=store, name="mnemograph")
+
+
+# What `langgraph.json` points at: no checkpointer, the platform brings its own.
+graph = build_graph()

@@ -1,0 +1,56 @@
+"""Per-request knobs. They travel with each run, never with the thread, so a caller can change
+strategy from one request to the next without migrating any stored state."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Strategy = Literal["buffer", "window", "tokens", "summary", "summary_buffer"]
+STRATEGIES: tuple[Strategy, ...] = ("buffer", "window", "tokens", "summary", "summary_buffer")
+
+
+@dataclass(kw_only=True)
+class Context:
+    """Who is talking and how much memory the prompt may carry."""
+
+    user_id: str = "anonymous"
+    """Owner of the thread; every store namespace and graph query is scoped to it.
+    Servers set it from the credential, never from the request body."""
+
+    strategy: Strategy = "summary_buffer"
+    """Short-term memory strategy: which messages of the thread go into the prompt."""
+
+    window_k: int = 4
+    """`window`: how many most recent exchanges (human + reply) the prompt keeps."""
+
+    max_tokens: int = 2000
+    """`tokens`: the message history is trimmed to this many tokens (approximate count)."""
+
+    summary_trigger_tokens: int = 2000
+    """`summary_buffer`: once the thread's messages exceed this many tokens, the oldest are
+    folded into the rolling summary."""
+
+    buffer_tokens: int = 1000
+    """`summary_buffer`: folding stops once the kept messages fit in this many tokens. Keeping
+    it below the trigger means the summarizer runs every few turns, not on every turn."""
+
+    recall_k: int = 5
+    """How many long-term memory items may be recalled into the prompt."""
+
+    recall_tokens: int = 400
+    """Token budget for recalled long-term items in the prompt."""
+
+    kg_tokens: int = 300
+    """Token budget for knowledge-graph facts in the prompt."""
+
+    kg_hops: int = 1
+    """Neighbourhood depth (1 or 2) around the entities named in the new message."""
+
+    model: str | None = None
+    """Override of the deployment's chat model name for this request."""
+
+    services: Any = field(default=None, repr=False, compare=False)
+    """`stores.services.Services` handed in by the host process (CLI, server, tests). Typed
+    loosely so the context stays JSON-schema friendly for LangGraph Studio. When absent,
+    nodes resolve process-wide services lazily, which is what `langgraph dev` relies on."""

@@ -1,0 +1,43 @@
+"""Turning state and recalled memory into prompt text."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
+
+from graph import prompts
+from graph.state import Recalled
+
+
+def last_human_text(messages: Sequence[BaseMessage]) -> str:
+    """The newest user message: what recall searches with and extraction reads."""
+    for message in reversed(messages):
+        if isinstance(message, HumanMessage):
+            return message.text
+    return ""
+
+
+def system_message(summary: str, recalled: Sequence[Recalled]) -> SystemMessage:
+    """One system message carrying the summary and this turn's recalled memory."""
+    parts = [prompts.SYSTEM_PROMPT.format(now=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"))]
+    if summary:
+        parts.append(prompts.SUMMARY_SECTION.format(summary=summary))
+    memories = [r["text"] for r in recalled if r["kind"] == "memory"]
+    if memories:
+        parts.append(prompts.MEMORIES_SECTION.format(memories="\n".join(f"- {m}" for m in memories)))
+    facts = [r["text"] for r in recalled if r["kind"] == "fact"]
+    if facts:
+        parts.append(prompts.FACTS_SECTION.format(facts="\n".join(f"- {f}" for f in facts)))
+    return SystemMessage(content="".join(parts))
+
+
+def transcript(messages: Sequence[BaseMessage]) -> str:
+    """Plain-text rendering for the summarizer: only what was actually said."""
+    lines = []
+    for message in messages:
+        role = "User" if isinstance(message, HumanMessage) else "Assistant"
+        if message.type in ("human", "ai") and message.text:
+            lines.append(f"{role}: {message.text}")
+    return "\n".join(lines)

@@ -1,0 +1,62 @@
+"""The state a thread carries from turn to turn, and what is recomputed each turn."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Annotated, Any
+
+from langchain_core.messages import AnyMessage
+from langgraph.channels import DeltaChannel, UntrackedValue
+from langgraph.graph.message import add_messages
+from typing_extensions import TypedDict
+
+
+def fold_messages(current: list[AnyMessage], writes: Sequence[Any]) -> list[AnyMessage]:
+    """Apply a batch of message writes in order.
+
+    ``DeltaChannel`` replays stored writes in arbitrary batch sizes, so the reducer must give
+    the same result for one big batch as for many small ones; folding ``add_messages`` over
+    the writes one at a time guarantees exactly that.
+    """
+    state = list(current)
+    for write in writes:
+        state = add_messages(state, write)  # type: ignore[arg-type]
+    return state
+
+
+class Recalled(TypedDict):
+    """One piece of memory recalled for this turn, kept with where it came from."""
+
+    kind: str
+    """'memory' (long-term item) or 'fact' (knowledge-graph relation)."""
+    text: str
+    score: float
+    source: str
+    """Store key or relation id, so the caller can trace a recalled line back."""
+
+
+class InputState(TypedDict):
+    """What a caller sends: the new message(s)."""
+
+    messages: Annotated[list[AnyMessage], DeltaChannel(fold_messages, snapshot_frequency=50)]
+
+
+class AgentState(InputState, total=False):
+    """Thread state. Messages are stored as deltas so a checkpoint never rewrites history.
+
+    ``recalled`` lives in an untracked channel: it is rebuilt every turn from the stores and
+    is never written to a checkpoint, so recalled memories do not leak into thread history.
+    """
+
+    summary: str
+    """Rolling summary of every message that was folded out of ``messages``."""
+    recalled: Annotated[list[Recalled], UntrackedValue(list)]
+    turn: int
+    """Count of completed turns; cheap progress marker for benchmarks and the inspector."""
+
+
+class OutputState(TypedDict, total=False):
+    """What a caller gets back."""
+
+    messages: list[AnyMessage]
+    summary: str

@@ -1,0 +1,1 @@
+"""One node per module; each is an async function of (state, runtime)."""

@@ -1,0 +1,29 @@
+"""The reply. Everything the model sees is assembled here from state and recalled memory."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.runnables import Runnable
+from langchain_openai import ChatOpenAI
+from langgraph.runtime import Runtime
+
+from graph.context import Context
+from graph.render import system_message
+from graph.short_term import prompt_messages
+from graph.state import AgentState
+from stores.services import services_for
+
+
+async def call_model(state: AgentState, runtime: Runtime[Context]) -> dict[str, Any]:
+    """Answer the newest message under the request's short-term strategy."""
+    ctx = runtime.context or Context()
+    services = await services_for(runtime)
+    model: BaseChatModel | Runnable[Any, Any] = services.chat_model()
+    if ctx.model and isinstance(model, ChatOpenAI):
+        model = model.bind(model=ctx.model)
+    history = prompt_messages(state.get("messages", []), ctx)
+    prompt = [system_message(state.get("summary", ""), state.get("recalled", [])), *history]
+    reply = await model.ainvoke(prompt)
+    return {"messages": [reply], "turn": state.get("turn", 0) + 1}

@@ -1,0 +1,64 @@
+"""Recall: gather what the stores know that bears on the new message, before the model runs."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from langgraph.runtime import Runtime
+
+from graph.context import Context
+from graph.render import last_human_text
+from graph.state import AgentState, Recalled
+from stores.services import services_for
+
+log = logging.getLogger(__name__)
+
+
+async def load_memory(state: AgentState, runtime: Runtime[Context]) -> dict[str, Any]:
+    """Fill ``recalled`` for this turn. A store that fails degrades recall, never the turn."""
+    ctx = runtime.context or Context()
+    text = last_human_text(state.get("messages", []))
+    recalled: list[Recalled] = []
+    if not text:
+        return {"recalled": recalled}
+    services = await services_for(runtime)
+    for recall in _recallers(services):
+        try:
+            recalled.extend(await recall(services, ctx, text))
+        except Exception:  # a broken store must not break chat
+            log.exception("recall failed in %s", getattr(recall, "__name__", recall))
+    return {"recalled": recalled}
+
+
+def _recallers(services: Any) -> list[Any]:
+    """The recall sources that are configured for this process."""
+    sources: list[Any] = []
+    if getattr(services, "memory", None) is not None:
+        sources.append(_recall_memories)
+    if getattr(services, "graph", None) is not None:
+        sources.append(_recall_facts)
+    return sources
+
+
+async def _recall_memories(services: Any, ctx: Context, text: str) -> list[Recalled]:
+    from stores.memory_store import recall_memories
+
+    items: list[Recalled] = await recall_memories(
+        services.memory, ctx.user_id, text, k=ctx.recall_k, token_budget=ctx.recall_tokens
+    )
+    return items
+
+
+async def _recall_facts(services: Any, ctx: Context, text: str) -> list[Recalled]:
+    from graph.kg_recall import recall_facts
+
+    facts: list[Recalled] = await recall_facts(
+        services.graph,
+        services.embeddings,
+        ctx.user_id,
+        text,
+        hops=ctx.kg_hops,
+        token_budget=ctx.kg_tokens,
+    )
+    return facts

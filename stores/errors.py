@@ -1,0 +1,26 @@
+"""Errors a user can act on. Hosts (CLI, server) turn them into one clear line or a 4xx/503."""
+
+
+class MnemographError(Exception):
+    """Base class: the message is meant for the person running the system."""
+
+
+class ConfigurationError(MnemographError):
+    """The deployment is missing something it needs (a model, an extra, a setting)."""
+
+
+class ServiceUnavailable(MnemographError):
+    """A backing service (Postgres, graph server, LLM) cannot be reached right now."""
+
+    def __init__(self, service: str, detail: str) -> None:
+        super().__init__(f"{service} is unavailable: {detail}")
+        self.service = service
+        self.detail = detail
+
+
+class NotFound(MnemographError):
+    """The thing does not exist, or belongs to someone else; the two are never told apart."""
+
+
+class InvalidInput(MnemographError):
+    """The caller sent something malformed; nothing was stored."""

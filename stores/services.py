@@ -1,0 +1,157 @@
+"""The process's connections, opened once and handed to the graph through its context.
+
+Hosts (CLI, server, tests, benches) open one ``Services`` with :func:`open_services` and pass
+it in ``Context.services``. ``langgraph dev`` runs the module-level graph without a host, so
+nodes fall back to :func:`default_services`, built lazily on first use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from langchain_core.embeddings import Embeddings
+from langchain_core.language_models import BaseChatModel
+from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+from langgraph.runtime import Runtime
+from langgraph.store.base import BaseStore
+from langgraph.store.postgres.aio import AsyncPostgresStore
+from psycopg_pool import AsyncConnectionPool
+
+from stores.errors import MnemographError
+from stores.pg_embedded import start_embedded_postgres
+from stores.postgres import has_pgvector, make_checkpointer, make_store, open_pool
+from stores.settings import Settings, get_settings
+from stores.threads import ThreadRegistry
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Services:
+    """Everything a turn may touch. Optional parts are ``None`` when not configured."""
+
+    settings: Settings
+    pool: AsyncConnectionPool[Any] | None = None
+    checkpointer: AsyncPostgresSaver | None = None
+    store: AsyncPostgresStore | None = None
+    threads: ThreadRegistry | None = None
+    embeddings: Embeddings | None = None
+    pgvector: bool = False
+    embedded_pg_start_s: float | None = None
+    # Issue 3 wires the graph store and its outbox here; issue 4 the long-term memory store.
+    graph: Any = None
+    outbox: Any = None
+    memory: Any = None
+    _chat_model: BaseChatModel | None = None
+    _chat_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _stack: AsyncExitStack = field(default_factory=AsyncExitStack)
+
+    def chat_model(self) -> BaseChatModel:
+        """The chat model, built on first use so commands that need no LLM never start one."""
+        if self._chat_model is None:
+            from stores.llm import build_chat_model
+
+            self._chat_model = build_chat_model(self.settings, stack=self._stack)
+        return self._chat_model
+
+    def set_chat_model(self, model: BaseChatModel) -> None:
+        """Inject a model (tests, benches, hosts that own their model)."""
+        self._chat_model = model
+
+
+@asynccontextmanager
+async def open_services(
+    settings: Settings | None = None,
+    *,
+    chat_model: BaseChatModel | None = None,
+    embeddings: Embeddings | None = None,
+    with_embeddings: bool = True,
+) -> AsyncIterator[Services]:
+    """Open Postgres (embedded unless ``DATABASE_URL``), set up every table once, and yield.
+
+    ``setup()`` runs here, once per process, on autocommit connections, never inside a
+    transaction and never on the per-turn path.
+    """
+    settings = settings or get_settings()
+    services = Services(settings=settings)
+    if chat_model is not None:
+        services.set_chat_model(chat_model)
+    async with services._stack:
+        url: str
+        if settings.database_url is not None:
+            url = settings.database_url.get_secret_value()
+        else:
+            embedded = await asyncio.to_thread(
+                start_embedded_postgres,
+                settings.pg_data_dir,
+                keep_running=settings.embedded_pg_keep_running,
+            )
+            services.embedded_pg_start_s = embedded.started_in_s
+            url = embedded.url
+        pool = await open_pool(
+            url,
+            min_size=settings.pool_min_size,
+            max_size=settings.pool_max_size,
+            pgbouncer=settings.pgbouncer,
+        )
+        services._stack.push_async_callback(pool.close)
+        services.pool = pool
+        services.pgvector = await has_pgvector(pool)
+        if with_embeddings:
+            if embeddings is None:
+                from stores.embeddings import build_embeddings
+
+                embeddings = build_embeddings(settings)
+            services.embeddings = embeddings
+        if not services.pgvector:
+            log.warning(
+                "PostgreSQL has no pgvector: semantic search falls back to full-text search"
+            )
+        services.checkpointer = await make_checkpointer(pool)
+        services.store = await make_store(
+            pool,
+            embeddings=services.embeddings if services.pgvector else None,
+            dims=settings.embedding_dims,
+        )
+        services.threads = ThreadRegistry(pool)
+        await services.threads.setup()
+        yield services
+
+
+_default: Services | None = None
+_default_lock = asyncio.Lock()
+
+
+async def default_services() -> Services:
+    """Process-wide services for hosts that pass none (``langgraph dev``).
+
+    Only the chat model and settings are needed there: the platform supplies its own
+    checkpointer and store through the runtime.
+    """
+    global _default
+    async with _default_lock:
+        if _default is None:
+            _default = Services(settings=get_settings())
+        return _default
+
+
+async def services_for(runtime: Runtime[Any]) -> Services:
+    """The services a node should use for this run."""
+    ctx = runtime.context
+    services = getattr(ctx, "services", None)
+    if isinstance(services, Services):
+        return services
+    return await default_services()
+
+
+def store_for(runtime: Runtime[Any], services: Services) -> BaseStore | None:
+    """The LangGraph store of this run: the runtime's if the host compiled one in."""
+    return runtime.store if runtime.store is not None else services.store
+
+
+__all__ = ["MnemographError", "Services", "default_services", "open_services", "services_for"]

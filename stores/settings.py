@@ -1,0 +1,110 @@
+"""The one settings class: every knob of the deployment, read from the environment.
+
+Standard variable names (``DATABASE_URL``, ``NEO4J_URI``, ``OPENAI_API_KEY``…) are accepted
+as they are, because that is what platforms and other tools already export; everything
+Mnemograph-specific carries the ``MNEMOGRAPH_`` prefix.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Deployment configuration. Absent services fall back to embedded ones in ``data_dir``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="MNEMOGRAPH_", env_file=None, extra="ignore", populate_by_name=True
+    )
+
+    data_dir: Path = Field(
+        default=Path(".mnemograph"),
+        description="Where embedded PostgreSQL, the graph server and the local model keep data.",
+    )
+
+    # --- PostgreSQL -------------------------------------------------------------------
+    database_url: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("DATABASE_URL", "MNEMOGRAPH_DATABASE_URL"),
+        description="Production Postgres; unset starts the embedded pgserver in data_dir.",
+    )
+    pool_min_size: int = Field(default=1, ge=1)
+    pool_max_size: int = Field(default=10, ge=1)
+    embedded_pg_keep_running: bool = Field(
+        default=False,
+        description="Leave the embedded Postgres running at exit so the next start is instant.",
+    )
+    pgbouncer: bool = Field(
+        default=False, description="Disable server-side prepared statements (PgBouncer)."
+    )
+
+    # --- Graph (Bolt) -----------------------------------------------------------------
+    neo4j_uri: str | None = Field(
+        default=None, validation_alias=AliasChoices("NEO4J_URI", "MNEMOGRAPH_NEO4J_URI")
+    )
+    neo4j_user: str = Field(
+        default="neo4j", validation_alias=AliasChoices("NEO4J_USER", "MNEMOGRAPH_NEO4J_USER")
+    )
+    neo4j_password: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("NEO4J_PASSWORD", "MNEMOGRAPH_NEO4J_PASSWORD"),
+    )
+    neo4j_database: str | None = Field(
+        default=None, description="Bolt database name; embedded ArcadeDB uses 'graph'."
+    )
+
+    # --- LLM --------------------------------------------------------------------------
+    openai_api_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("OPENAI_API_KEY", "MNEMOGRAPH_OPENAI_API_KEY"),
+    )
+    openai_base_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("OPENAI_BASE_URL", "MNEMOGRAPH_OPENAI_BASE_URL"),
+    )
+    model: str = Field(
+        default="gpt-4o-mini",
+        description="Chat model name. 'fake' selects the deterministic zero-latency echo model "
+        "(tests and benchmarks only).",
+    )
+    llm_timeout_s: float = Field(default=120.0, gt=0)
+    llm_max_retries: int = Field(default=1, ge=0)
+    local_llm_port: int = Field(default=0, ge=0, description="0 picks a free port.")
+    local_llm_threads: int = Field(default=2, ge=1)
+
+    # --- Embeddings -------------------------------------------------------------------
+    embeddings: str = Field(
+        default="local",
+        description="'local' (packaged all-MiniLM-L6-v2) or 'openai:<model>'.",
+    )
+    embedding_dims: int = Field(default=384, ge=1)
+    torch_threads: int = Field(default=1, ge=1)
+
+    # --- Behaviour --------------------------------------------------------------------
+    durability: Literal["sync", "async", "exit"] = Field(
+        default="async",
+        description="LangGraph checkpoint durability per turn.",
+    )
+    log_level: str = "WARNING"
+
+    @cached_property
+    def pg_data_dir(self) -> Path:
+        return self.data_dir.resolve() / "pg"
+
+    @cached_property
+    def graph_data_dir(self) -> Path:
+        return self.data_dir.resolve() / "arcadedb"
+
+    @cached_property
+    def model_dir(self) -> Path:
+        return self.data_dir.resolve() / "models"
+
+
+def get_settings() -> Settings:
+    """Read settings now; never at import time, so tests can set the environment first."""
+    return Settings()

@@ -87,6 +87,12 @@ def chat(
     ] = "summary_buffer",
     window_k: Annotated[int, typer.Option(min=1, help="Exchanges kept by 'window'.")] = 4,
     max_tokens: Annotated[int, typer.Option(min=16, help="Token budget for 'tokens'.")] = 2000,
+    summary_trigger: Annotated[
+        int, typer.Option(min=16, help="'summary_buffer': summarize past this many tokens.")
+    ] = 2000,
+    buffer_tokens: Annotated[
+        int, typer.Option(min=8, help="'summary_buffer': recent messages kept, in tokens.")
+    ] = 1000,
 ) -> None:
     """Chat in a thread; with -m, answer once and exit (for scripts)."""
     _validate_ids(user=user, thread=thread)
@@ -106,6 +112,8 @@ def chat(
                 strategy=_strategy(strategy),
                 window_k=window_k,
                 max_tokens=max_tokens,
+                summary_trigger_tokens=summary_trigger,
+                buffer_tokens=buffer_tokens,
                 services=services,
             )
             config: Any = {"configurable": {"thread_id": thread}}

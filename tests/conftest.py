@@ -1,0 +1,85 @@
+"""Session fixtures: real services, started once. A service that cannot start fails the run;
+nothing here skips."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from stores.pg_embedded import start_embedded_postgres
+from stores.services import Services, open_services
+from stores.settings import Settings
+
+SYSTEM_PG_URL = os.environ.get(
+    "MNEMOGRAPH_TEST_SYSTEM_PG", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+
+# Keep test runs from ever reading a developer's own configuration.
+for _var in ("DATABASE_URL", "NEO4J_URI", "OPENAI_API_KEY", "OPENAI_BASE_URL"):
+    os.environ.pop(_var, None)
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("mnemograph")
+
+
+@pytest.fixture(scope="session")
+def pg_url(data_dir: Path) -> Iterator[str]:
+    """The embedded PostgreSQL 18 + pgvector, the same one `mnemograph` starts by default."""
+    embedded = start_embedded_postgres(data_dir / "pg", keep_running=False)
+    yield embedded.url
+    embedded.server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def system_pg_url() -> str:
+    """The machine's PostgreSQL 15 (no pgvector); the DATABASE_URL path is tested against it."""
+    with psycopg.connect(SYSTEM_PG_URL, connect_timeout=5) as conn:
+        conn.execute("SELECT 1")
+    return SYSTEM_PG_URL
+
+
+@pytest.fixture(scope="session")
+def settings(data_dir: Path, pg_url: str) -> Settings:
+    return Settings(data_dir=data_dir, database_url=pg_url, model="fake")  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+async def services(settings: Settings) -> AsyncIterator[Services]:
+    async with open_services(settings) as opened:
+        yield opened
+
+
+@pytest.fixture
+def uid() -> str:
+    """A fresh user id, so tests never see each other's data."""
+    return f"u-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def tid() -> str:
+    return f"t-{uuid.uuid4().hex[:10]}"
+
+
+def cli_env(pg: str, data_dir: Path, **extra: Any) -> dict[str, str]:
+    """Environment for a `mnemograph` subprocess pointed at the test database."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "NEO4J_URI")
+    }
+    env.update(
+        DATABASE_URL=pg,
+        MNEMOGRAPH_DATA_DIR=str(data_dir),
+        MNEMOGRAPH_MODEL="fake",
+        MNEMOGRAPH_EMBEDDINGS="local",
+    )
+    env.update({k: str(v) for k, v in extra.items()})
+    return env

@@ -1,0 +1,87 @@
+"""The CLI's promises: one clear error line and a non-zero exit, never a traceback."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import cli_env
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def mg(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "cli", *args],
+        env=env, cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+
+
+def assert_one_error_line(res: subprocess.CompletedProcess[str], *needles: str) -> None:
+    assert res.returncode != 0
+    lines = [line for line in res.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, res.stderr
+    assert lines[0].startswith("error:"), res.stderr
+    assert "Traceback" not in res.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+def test_chat_once_threads_and_history(pg_url: str, data_dir: Path, uid: str, tid: str) -> None:
+    env = cli_env(pg_url, data_dir)
+    res = mg("chat", "--user", uid, "--thread", tid, "-m", "hello there", env=env)
+    assert res.returncode == 0, res.stderr
+    assert "echo: hello there" in res.stdout
+    listed = mg("threads", "--user", uid, env=env)
+    assert tid in listed.stdout
+    hist = mg("history", "--thread", tid, "--json", env=env)
+    doc = json.loads(hist.stdout)
+    assert [m["type"] for m in doc["messages"]] == ["human", "ai"]
+    assert doc["user_id"] == uid
+    plain = mg("history", "--thread", tid, env=env)
+    assert "hello there" in plain.stdout
+
+
+def test_unknown_thread(pg_url: str, data_dir: Path) -> None:
+    res = mg("history", "--thread", "no-such-thread", env=cli_env(pg_url, data_dir))
+    assert_one_error_line(res, "not found")
+
+
+def test_foreign_thread_is_not_found(pg_url: str, data_dir: Path, uid: str, tid: str) -> None:
+    env = cli_env(pg_url, data_dir)
+    assert mg("chat", "--user", uid, "--thread", tid, "-m", "mine", env=env).returncode == 0
+    res = mg("chat", "--user", "intruder", "--thread", tid, "-m", "let me in", env=env)
+    assert_one_error_line(res, "not found")
+    res = mg("history", "--user", "intruder", "--thread", tid, env=env)
+    assert_one_error_line(res, "not found")
+
+
+@pytest.mark.parametrize("bad", ["../etc", "a b", "x;DROP TABLE", "", "a" * 200, "é"])
+def test_bad_ids(pg_url: str, data_dir: Path, bad: str) -> None:
+    res = mg("chat", "--user", "ok", "--thread", bad, "-m", "x", env=cli_env(pg_url, data_dir))
+    assert_one_error_line(res, "invalid thread id")
+    assert res.returncode == 2
+
+
+def test_unreachable_database_url(data_dir: Path) -> None:
+    env = cli_env("postgresql://someone:s3cret-pw@127.0.0.1:9/nodb", data_dir)
+    res = mg("threads", "--user", "alice", env=env)
+    assert_one_error_line(res, "PostgreSQL is unavailable", "127.0.0.1:9")
+    assert "s3cret-pw" not in res.stderr + res.stdout
+
+
+def test_unknown_strategy(pg_url: str, data_dir: Path, uid: str, tid: str) -> None:
+    res = mg("chat", "--user", uid, "--thread", tid, "--strategy", "nope", "-m", "x",
+             env=cli_env(pg_url, data_dir))  # fmt: skip
+    assert_one_error_line(res, "unknown strategy")
+
+
+def test_no_model_configured(pg_url: str, data_dir: Path, uid: str, tid: str) -> None:
+    """Without an endpoint and without the [local] extra, one line says what to do."""
+    env = cli_env(pg_url, data_dir, MNEMOGRAPH_MODEL="gpt-4o-mini")
+    res = mg("chat", "--user", uid, "--thread", tid, "-m", "x", env=env)
+    assert_one_error_line(res, "no chat model configured", "OPENAI_API_KEY")

@@ -1,0 +1,118 @@
+"""Whole turns through the compiled graph on the embedded Postgres checkpointer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from langchain_core.messages import HumanMessage, SystemMessage
+from langgraph.channels import DeltaChannel
+
+from graph.builder import build_graph
+from graph.context import Context
+from stores.services import Services
+from tests.fakes import RecordingChatModel, recording_model
+
+
+async def run_turns(
+    services: Services, model: RecordingChatModel, thread: str, ctx: Context, n: int, words: int = 8
+) -> dict[str, Any]:
+    services.set_chat_model(model)
+    graph = build_graph(services.checkpointer, services.store)
+    config: Any = {"configurable": {"thread_id": thread}}
+    out: dict[str, Any] = {}
+    for i in range(n):
+        out = await graph.ainvoke(
+            {"messages": [HumanMessage(content=f"message {i} " + "lorem " * words)]},
+            config,
+            context=ctx,
+        )
+    return out
+
+
+def test_messages_use_delta_channel() -> None:
+    graph = build_graph()
+    assert isinstance(graph.channels["messages"], DeltaChannel)
+
+
+async def test_summary_buffer_stays_bounded_over_200_turns(services: Services, uid: str, tid: str) -> None:
+    model = recording_model()
+    ctx = Context(
+        user_id=uid, strategy="summary_buffer", summary_trigger_tokens=300, buffer_tokens=120,
+        services=services,
+    )
+    graph = build_graph(services.checkpointer, services.store)
+    services.set_chat_model(model)
+    config: Any = {"configurable": {"thread_id": tid}}
+    sizes = []
+    for i in range(200):
+        out = await graph.ainvoke(
+            {"messages": [HumanMessage(content=f"message {i} " + "lorem " * 8)]}, config, context=ctx
+        )
+        sizes.append(len(out["messages"]))
+    # bounded by the trigger (about 22 messages here), never by the 400 messages sent
+    assert max(sizes[50:]) <= 30, sizes
+    assert min(sizes[50:]) >= 2
+    state = await graph.aget_state(config)
+    assert state.values["turn"] == 200
+    assert state.values["summary"].startswith("reply")  # written by the summarizer call
+    assert len(state.values["messages"]) <= 30
+    # The newest exchange is always kept verbatim.
+    assert state.values["messages"][-2].text.startswith("message 199")
+
+
+async def test_summary_reaches_the_prompt(services: Services, uid: str, tid: str) -> None:
+    model = recording_model("r")
+    ctx = Context(user_id=uid, strategy="summary", services=services)
+    await run_turns(services, model, tid, ctx, 3)
+    reply_prompts = [c for c in model.calls if "running summary" not in c[0].text]
+    final = reply_prompts[-1]
+    assert isinstance(final[0], SystemMessage)
+    assert "Summary of the earlier conversation" in final[0].text
+    humans = [m.text for m in final if isinstance(m, HumanMessage)]
+    assert humans[-1].startswith("message 2") and len(humans) == 2
+
+
+async def test_window_strategy_prompt_holds_k_exchanges(services: Services, uid: str, tid: str) -> None:
+    model = recording_model()
+    ctx = Context(user_id=uid, strategy="window", window_k=2, services=services)
+    out = await run_turns(services, model, tid, ctx, 6)
+    last = model.calls[-1]
+    humans = [m.text for m in last if isinstance(m, HumanMessage)]
+    assert [h.split()[1] for h in humans] == ["4", "5"]
+    # window never folds: the thread keeps its full history
+    assert len(out["messages"]) == 12
+
+
+async def test_strategy_can_change_per_request(services: Services, uid: str, tid: str) -> None:
+    model = recording_model()
+    await run_turns(services, model, tid, Context(user_id=uid, strategy="buffer", services=services), 4)
+    out = await run_turns(
+        services, model, tid, Context(user_id=uid, strategy="window", window_k=1, services=services), 1
+    )
+    humans = [m for m in model.calls[-1] if isinstance(m, HumanMessage)]
+    assert len(humans) == 1
+    assert len(out["messages"]) == 10
+
+
+async def test_failed_summarization_loses_nothing(services: Services, uid: str, tid: str) -> None:
+    class Boom(RecordingChatModel):
+        def _generate(self, messages: Any, stop: Any = None, run_manager: Any = None, **kw: Any) -> Any:
+            if "running summary" in messages[0].text:
+                raise RuntimeError("summarizer down")
+            return super()._generate(messages, stop=stop, run_manager=run_manager, **kw)
+
+    from tests.fakes import numbered_replies
+
+    model = Boom(messages=numbered_replies())
+    ctx = Context(user_id=uid, strategy="summary", services=services)
+    services.set_chat_model(model)
+    graph = build_graph(services.checkpointer, services.store)
+    config: Any = {"configurable": {"thread_id": tid}}
+    await graph.ainvoke({"messages": [HumanMessage(content="first")]}, config, context=ctx)
+    try:
+        await graph.ainvoke({"messages": [HumanMessage(content="second")]}, config, context=ctx)
+    except RuntimeError:
+        pass
+    state = await graph.aget_state(config)
+    texts = [m.text for m in state.values["messages"]]
+    assert "first" in texts and "second" in texts

@@ -1,0 +1,190 @@
+"""Mnemograph's own cost per turn, with a zero-latency model, as a thread grows.
+
+Times each node and the checkpointer's writes at chosen turn numbers of one long thread, plus
+the embedded Postgres start time and checkpoint bytes per thread. Run:
+
+    python -m bench.turn_overhead [--turns 500] [--at 10,500] [--strategy summary_buffer]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import tempfile
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from langchain_core.messages import HumanMessage
+from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+from rich.console import Console
+from rich.table import Table
+
+from graph.builder import PIPELINE, build_graph
+from graph.context import STRATEGIES, Context
+from stores.fake_llm import EchoChatModel
+from stores.services import open_services
+from stores.settings import Settings
+
+Timings = defaultdict[str, list[float]]
+
+
+def timed(name: str, fn: Callable[..., Awaitable[Any]], sink: Timings) -> Callable[..., Any]:
+    async def wrapper(state: Any, runtime: Any) -> Any:
+        t0 = time.perf_counter()
+        try:
+            return await fn(state, runtime)
+        finally:
+            sink[name].append((time.perf_counter() - t0) * 1000)
+
+    wrapper.__name__ = name
+    return wrapper
+
+
+class TimedSaver(AsyncPostgresSaver):
+    """Counts time spent persisting checkpoints and writes in the current turn."""
+
+    sink: Timings
+
+    async def aput(self, *args: Any, **kwargs: Any) -> Any:
+        t0 = time.perf_counter()
+        try:
+            return await super().aput(*args, **kwargs)
+        finally:
+            self.sink["checkpoint_writes"].append((time.perf_counter() - t0) * 1000)
+
+    async def aput_writes(self, *args: Any, **kwargs: Any) -> Any:
+        t0 = time.perf_counter()
+        try:
+            return await super().aput_writes(*args, **kwargs)
+        finally:
+            self.sink["checkpoint_writes"].append((time.perf_counter() - t0) * 1000)
+
+
+async def checkpoint_bytes(pool: Any, thread_id: str) -> int:
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            """
+            SELECT
+              (SELECT coalesce(sum(pg_column_size(c.*)), 0) FROM checkpoints c
+                 WHERE thread_id = %(t)s)
+            + (SELECT coalesce(sum(pg_column_size(b.*)), 0) FROM checkpoint_blobs b
+                 WHERE thread_id = %(t)s)
+            + (SELECT coalesce(sum(pg_column_size(w.*)), 0) FROM checkpoint_writes w
+                 WHERE thread_id = %(t)s) AS total
+            """,
+            {"t": thread_id},
+        )
+        row = await cur.fetchone()
+        return int(row["total"]) if row else 0
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    marks = sorted({int(x) for x in args.at.split(",")})
+    data_dir = Path(args.data_dir or tempfile.mkdtemp(prefix="mg-bench-"))
+    settings = Settings(data_dir=data_dir, model="fake")
+    results: dict[str, Any] = {"strategy": args.strategy, "turns": args.turns, "marks": {}}
+    async with open_services(settings, chat_model=EchoChatModel()) as services:
+        results["embedded_pg_start_s"] = services.embedded_pg_start_s
+        assert services.pool is not None
+        sink: Timings = defaultdict(list)
+        saver = TimedSaver(conn=services.pool)
+        saver.sink = sink
+        pipeline = [(name, timed(name, fn, sink)) for name, fn in PIPELINE]
+        graph = build_graph(saver, services.store, pipeline=pipeline)
+        thread = f"bench-{uuid.uuid4().hex[:8]}"
+        ctx = Context(user_id="bench", strategy=args.strategy, services=services)
+        config: Any = {"configurable": {"thread_id": thread}}
+        raw_bytes = 0
+        window = args.window
+        per_turn: dict[int, dict[str, float]] = {}
+        for turn in range(1, args.turns + 1):
+            sink.clear()
+            text = f"turn {turn}: " + "some words about my day " * 4
+            t0 = time.perf_counter()
+            out = await graph.ainvoke(
+                {"messages": [HumanMessage(content=text)]},
+                config,
+                context=ctx,
+                durability=args.durability,
+            )
+            total = (time.perf_counter() - t0) * 1000
+            raw_bytes += len(text.encode()) + len(out["messages"][-1].text.encode())
+            row = {name: sum(v) for name, v in sink.items()}
+            row["call_model_framework"] = row.get("call_model", 0.0)
+            row["turn_total"] = total
+            per_turn[turn] = row
+        for mark in marks:
+            rows = [per_turn[t] for t in range(max(1, mark - window + 1), mark + 1) if t in per_turn]
+            keys = sorted({k for r in rows for k in r})
+            results["marks"][mark] = {
+                k: {
+                    "p50": statistics.median([r.get(k, 0.0) for r in rows]),
+                    "p95": pct([r.get(k, 0.0) for r in rows], 0.95),
+                }
+                for k in keys
+            }
+        results["checkpoint_bytes"] = await checkpoint_bytes(services.pool, thread)
+        results["raw_message_bytes"] = raw_bytes
+    return results
+
+
+def render(results: dict[str, Any]) -> None:
+    console = Console()
+    table = Table(
+        title=f"Per-turn cost, ms, zero-latency model, strategy={results['strategy']} "
+        f"(p50 / p95 over the {results.get('window', '')} turns ending at each mark)"
+    )
+    table.add_column("component")
+    marks = list(results["marks"])
+    for mark in marks:
+        table.add_column(f"turn {mark}", justify="right")
+    keys = sorted({k for m in results["marks"].values() for k in m})
+    for key in keys:
+        cells = []
+        for mark in marks:
+            v = results["marks"][mark].get(key)
+            cells.append(f"{v['p50']:.2f} / {v['p95']:.2f}" if v else "-")
+        table.add_row(key, *cells)
+    console.print(table)
+    start = results["embedded_pg_start_s"]
+    console.print(f"embedded PostgreSQL start: {start:.2f} s" if start else "external Postgres")
+    console.print(
+        f"checkpoint bytes for the thread after {results['turns']} turns: "
+        f"{results['checkpoint_bytes']:,} (raw message bytes {results['raw_message_bytes']:,}, "
+        f"ratio {results['checkpoint_bytes'] / max(1, results['raw_message_bytes']):.2f})"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--turns", type=int, default=500)
+    parser.add_argument("--at", default="10,500", help="turn numbers to report")
+    parser.add_argument("--window", type=int, default=10, help="turns aggregated per mark")
+    parser.add_argument("--strategy", default="summary_buffer", choices=STRATEGIES)
+    parser.add_argument("--durability", default="async", choices=["sync", "async", "exit"])
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--json", default=None, help="also write results to this file")
+    args = parser.parse_args()
+    results = asyncio.run(run(args))
+    results["window"] = args.window
+    render(results)
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -57,8 +57,9 @@ def _run(factory: Callable[[], Awaitable[T]]) -> T:
     except Exception as exc:
         if debug:
             raise
+        first = str(exc).splitlines()[0] if str(exc) else ""
         err.print(
-            f"[red]error:[/red] {type(exc).__name__}: {escape(str(exc).splitlines()[0] if str(exc) else '')}"
+            f"[red]error:[/red] {type(exc).__name__}: {escape(first)}"
             " (set MNEMOGRAPH_DEBUG=1 for a traceback)",
             highlight=False,
         )
@@ -121,13 +122,14 @@ def chat(
             async def turn(text: str) -> None:
                 if not text.strip():
                     raise InvalidInput("empty message")
-                async for chunk, meta in graph.astream(
+                stream: Any = graph.astream(
                     {"messages": [HumanMessage(content=text)]},
                     config,
                     context=ctx,
                     stream_mode="messages",
                     durability=services.settings.durability,
-                ):
+                )
+                async for chunk, meta in stream:
                     if meta.get("langgraph_node") == "call_model" and chunk.text:
                         out.print(chunk.text, end="", markup=False, highlight=False)
                 out.print()
@@ -173,7 +175,10 @@ def threads(user: UserOpt) -> None:
         table = Table("thread", "title", "created", "updated")
         for r in rows:
             table.add_row(
-                r.thread_id, r.title, f"{r.created_at:%Y-%m-%d %H:%M}", f"{r.updated_at:%Y-%m-%d %H:%M}"
+                r.thread_id,
+                r.title,
+                f"{r.created_at:%Y-%m-%d %H:%M}",
+                f"{r.updated_at:%Y-%m-%d %H:%M}",
             )
         out.print(table if rows else f"no threads for {user}")
 

@@ -127,7 +127,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             row["turn_total"] = total
             per_turn[turn] = row
         for mark in marks:
-            rows = [per_turn[t] for t in range(max(1, mark - window + 1), mark + 1) if t in per_turn]
+            rows = [
+                per_turn[t] for t in range(max(1, mark - window + 1), mark + 1) if t in per_turn
+            ]
             keys = sorted({k for r in rows for k in r})
             results["marks"][mark] = {
                 k: {

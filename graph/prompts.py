@@ -26,3 +26,38 @@ SUMMARIZE_INPUT = """New messages to fold in:
 
 Current summary (may be empty):
 {summary}"""
+
+# --- Knowledge-graph extraction (issue 3) ----------------------------------------------------
+
+EXTRACT_TRIPLES_SYSTEM = """You extract durable facts about the user from one chat exchange, \
+as (subject, predicate, object) triples, by calling the ExtractedTriples tool.
+
+Rules:
+- Only facts the USER stated count. The assistant's words count only where they repeat what \
+the user said; never extract the assistant's suggestions, guesses or general knowledge.
+- Write the user as "I". Name other people, places and things as the user did.
+- Predicates are short snake_case verbs. Prefer: lives_in, works_at, occupation, married_to, \
+age, name, born_in, birthday, studies_at, likes, dislikes, has_pet, owns, speaks, plays, \
+friend_of, sibling_of, parent_of, child_of, allergic_to, visited, located_in. Others are \
+allowed when none fits.
+- Objects are short: "Berlin", "32", "Acme Corp", "jazz".
+- confidence is 0 to 1: 0.9 for a plain statement, lower for hedged or joking ones.
+- Skip questions, hypotheticals, greetings and anything not stated as true.
+- If there is no fact, return an empty list."""
+
+EXTRACT_TRIPLES_INPUT = """{question_block}The user said:
+<user>
+{user}
+</user>
+
+The assistant replied (use only where it restates the user):
+<assistant>
+{reply}
+</assistant>"""
+
+EXTRACT_TRIPLES_QUESTION = """The assistant had asked:
+<assistant_question>
+{question}
+</assistant_question>
+
+"""

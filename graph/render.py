@@ -26,7 +26,9 @@ def system_message(summary: str, recalled: Sequence[Recalled]) -> SystemMessage:
         parts.append(prompts.SUMMARY_SECTION.format(summary=summary))
     memories = [r["text"] for r in recalled if r["kind"] == "memory"]
     if memories:
-        parts.append(prompts.MEMORIES_SECTION.format(memories="\n".join(f"- {m}" for m in memories)))
+        parts.append(
+            prompts.MEMORIES_SECTION.format(memories="\n".join(f"- {m}" for m in memories))
+        )
     facts = [r["text"] for r in recalled if r["kind"] == "fact"]
     if facts:
         parts.append(prompts.FACTS_SECTION.format(facts="\n".join(f"- {f}" for f in facts)))

@@ -7,6 +7,7 @@ model or a database, and the nodes stay thin.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from langchain_core.messages import AnyMessage, BaseMessage, HumanMessage, trim_messages
 from langchain_core.messages.utils import count_tokens_approximately
@@ -40,7 +41,7 @@ def prompt_messages(messages: Sequence[AnyMessage], ctx: Context) -> list[AnyMes
     if strategy == "summary":
         return _from_nth_last_exchange(messages, 2)
     budget = ctx.max_tokens if strategy == "tokens" else ctx.summary_trigger_tokens
-    trimmed: list[AnyMessage] = trim_messages(
+    trimmed: list[Any] = trim_messages(
         list(messages),
         max_tokens=budget,
         token_counter=count_tokens_approximately,

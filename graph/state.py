@@ -18,10 +18,10 @@ def fold_messages(current: list[AnyMessage], writes: Sequence[Any]) -> list[AnyM
     the same result for one big batch as for many small ones; folding ``add_messages`` over
     the writes one at a time guarantees exactly that.
     """
-    state = list(current)
+    state: Any = list(current)
     for write in writes:
-        state = add_messages(state, write)  # type: ignore[arg-type]
-    return state
+        state = add_messages(state, write)
+    return list(state)
 
 
 class Recalled(TypedDict):

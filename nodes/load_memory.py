@@ -44,7 +44,7 @@ def _recallers(services: Any) -> list[Any]:
 async def _recall_memories(services: Any, ctx: Context, text: str) -> list[Recalled]:
     from stores.memory_store import recall_memories
 
-    items: list[Recalled] = await recall_memories(
+    items: list[Any] = await recall_memories(
         services.memory, ctx.user_id, text, k=ctx.recall_k, token_budget=ctx.recall_tokens
     )
     return items
@@ -53,7 +53,7 @@ async def _recall_memories(services: Any, ctx: Context, text: str) -> list[Recal
 async def _recall_facts(services: Any, ctx: Context, text: str) -> list[Recalled]:
     from graph.kg_recall import recall_facts
 
-    facts: list[Recalled] = await recall_facts(
+    facts: list[Any] = await recall_facts(
         services.graph,
         services.embeddings,
         ctx.user_id,

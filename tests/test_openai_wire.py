@@ -17,12 +17,16 @@ from tests.conftest import cli_env
 from tests.openai_stub import openai_stub
 
 
-async def test_turns_and_summary_over_the_wire(services: Services, data_dir: Path, uid: str, tid: str) -> None:
+async def test_turns_and_summary_over_the_wire(
+    services: Services, data_dir: Path, uid: str, tid: str
+) -> None:
     replies = ["Nice to meet you, Ada.", "Paris is lovely.", "SUMMARY: Ada lives in Paris.",
                "You live in Paris.", "SUMMARY: Ada lives in Paris and asked about it."]  # fmt: skip
     with openai_stub(replies) as stub:
         settings = Settings(
-            data_dir=data_dir, model="stub-model", openai_base_url=stub.base_url,
+            data_dir=data_dir,
+            model="stub-model",
+            openai_base_url=stub.base_url,
             openai_api_key="sk-test-not-a-secret",  # type: ignore[arg-type]
         )
         model = build_chat_model(settings)
@@ -31,11 +35,17 @@ async def test_turns_and_summary_over_the_wire(services: Services, data_dir: Pat
         graph = build_graph(services.checkpointer, services.store)
         ctx = Context(user_id=uid, strategy="summary", services=services)
         config: Any = {"configurable": {"thread_id": tid}}
-        await graph.ainvoke({"messages": [HumanMessage(content="Hi, I'm Ada.")]}, config, context=ctx)
-        await graph.ainvoke({"messages": [HumanMessage(content="I live in Paris.")]}, config, context=ctx)
+        await graph.ainvoke(
+            {"messages": [HumanMessage(content="Hi, I'm Ada.")]}, config, context=ctx
+        )
+        await graph.ainvoke(
+            {"messages": [HumanMessage(content="I live in Paris.")]}, config, context=ctx
+        )
         streamed = []
         async for chunk, meta in graph.astream(
-            {"messages": [HumanMessage(content="Where do I live?")]}, config, context=ctx,
+            {"messages": [HumanMessage(content="Where do I live?")]},
+            config,
+            context=ctx,
             stream_mode="messages",
         ):
             if meta["langgraph_node"] == "call_model":

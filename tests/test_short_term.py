@@ -22,20 +22,20 @@ def ids(msgs: list[AnyMessage]) -> list[str | None]:
 
 
 def test_buffer_keeps_everything() -> None:
-    msgs = convo(6) + [HumanMessage(content="new", id="hn")]
+    msgs = [*convo(6), HumanMessage(content="new", id="hn")]
     assert ids(prompt_messages(msgs, Context(strategy="buffer"))) == ids(msgs)
     assert messages_to_fold(msgs, Context(strategy="buffer")) == []
 
 
 def test_window_keeps_last_k_exchanges_including_the_new_question() -> None:
-    msgs = convo(6) + [HumanMessage(content="new", id="hn")]
+    msgs = [*convo(6), HumanMessage(content="new", id="hn")]
     kept = prompt_messages(msgs, Context(strategy="window", window_k=3))
     assert ids(kept) == ["h4", "a4", "h5", "a5", "hn"]
     assert messages_to_fold(msgs, Context(strategy="window")) == []
 
 
 def test_tokens_trims_to_budget_and_starts_on_a_question() -> None:
-    msgs = convo(20, words=20) + [HumanMessage(content="new", id="hn")]
+    msgs = [*convo(20, words=20), HumanMessage(content="new", id="hn")]
     kept = prompt_messages(msgs, Context(strategy="tokens", max_tokens=120))
     assert kept[-1].id == "hn"
     assert isinstance(kept[0], HumanMessage)

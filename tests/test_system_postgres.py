@@ -14,7 +14,9 @@ from stores.settings import Settings
 from tests.fakes import recording_model
 
 
-async def test_checkpoints_on_plain_postgres(system_pg_url: str, data_dir: Path, uid: str, tid: str) -> None:
+async def test_checkpoints_on_plain_postgres(
+    system_pg_url: str, data_dir: Path, uid: str, tid: str
+) -> None:
     settings = Settings(data_dir=data_dir / "sys", database_url=system_pg_url, model="fake")  # type: ignore[arg-type]
     config: Any = {"configurable": {"thread_id": tid}}
     async with open_services(settings) as services:

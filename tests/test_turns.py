@@ -34,10 +34,15 @@ def test_messages_use_delta_channel() -> None:
     assert isinstance(graph.channels["messages"], DeltaChannel)
 
 
-async def test_summary_buffer_stays_bounded_over_200_turns(services: Services, uid: str, tid: str) -> None:
+async def test_summary_buffer_stays_bounded_over_200_turns(
+    services: Services, uid: str, tid: str
+) -> None:
     model = recording_model()
     ctx = Context(
-        user_id=uid, strategy="summary_buffer", summary_trigger_tokens=300, buffer_tokens=120,
+        user_id=uid,
+        strategy="summary_buffer",
+        summary_trigger_tokens=300,
+        buffer_tokens=120,
         services=services,
     )
     graph = build_graph(services.checkpointer, services.store)
@@ -46,7 +51,9 @@ async def test_summary_buffer_stays_bounded_over_200_turns(services: Services, u
     sizes = []
     for i in range(200):
         out = await graph.ainvoke(
-            {"messages": [HumanMessage(content=f"message {i} " + "lorem " * 8)]}, config, context=ctx
+            {"messages": [HumanMessage(content=f"message {i} " + "lorem " * 8)]},
+            config,
+            context=ctx,
         )
         sizes.append(len(out["messages"]))
     # bounded by the trigger (about 22 messages here), never by the 400 messages sent
@@ -72,7 +79,9 @@ async def test_summary_reaches_the_prompt(services: Services, uid: str, tid: str
     assert humans[-1].startswith("message 2") and len(humans) == 2
 
 
-async def test_window_strategy_prompt_holds_k_exchanges(services: Services, uid: str, tid: str) -> None:
+async def test_window_strategy_prompt_holds_k_exchanges(
+    services: Services, uid: str, tid: str
+) -> None:
     model = recording_model()
     ctx = Context(user_id=uid, strategy="window", window_k=2, services=services)
     out = await run_turns(services, model, tid, ctx, 6)
@@ -85,9 +94,15 @@ async def test_window_strategy_prompt_holds_k_exchanges(services: Services, uid:
 
 async def test_strategy_can_change_per_request(services: Services, uid: str, tid: str) -> None:
     model = recording_model()
-    await run_turns(services, model, tid, Context(user_id=uid, strategy="buffer", services=services), 4)
+    await run_turns(
+        services, model, tid, Context(user_id=uid, strategy="buffer", services=services), 4
+    )
     out = await run_turns(
-        services, model, tid, Context(user_id=uid, strategy="window", window_k=1, services=services), 1
+        services,
+        model,
+        tid,
+        Context(user_id=uid, strategy="window", window_k=1, services=services),
+        1,
     )
     humans = [m for m in model.calls[-1] if isinstance(m, HumanMessage)]
     assert len(humans) == 1
@@ -96,7 +111,9 @@ async def test_strategy_can_change_per_request(services: Services, uid: str, tid
 
 async def test_failed_summarization_loses_nothing(services: Services, uid: str, tid: str) -> None:
     class Boom(RecordingChatModel):
-        def _generate(self, messages: Any, stop: Any = None, run_manager: Any = None, **kw: Any) -> Any:
+        def _generate(
+            self, messages: Any, stop: Any = None, run_manager: Any = None, **kw: Any
+        ) -> Any:
             if "running summary" in messages[0].text:
                 raise RuntimeError("summarizer down")
             return super()._generate(messages, stop=stop, run_manager=run_manager, **kw)

@@ -169,7 +169,7 @@ def threads(user: UserOpt) -> None:
     async def body() -> None:
         from stores.services import open_services
 
-        async with open_services(with_embeddings=False) as services:
+        async with open_services(with_embeddings=False, with_graph=False) as services:
             assert services.threads is not None
             rows = await services.threads.list(user)
         table = Table("thread", "title", "created", "updated")
@@ -200,7 +200,7 @@ def history(
         from graph.builder import build_graph
         from stores.services import open_services
 
-        async with open_services(with_embeddings=False) as services:
+        async with open_services(with_embeddings=False, with_graph=False) as services:
             assert services.threads is not None
             info = await services.threads.get(thread, user)
             graph = build_graph(services.checkpointer, services.store)

@@ -1,57 +1,263 @@
-"""HTTP entry point. Thin on purpose: routes translate HTTP to the same services the CLI uses.
+"""HTTP entry point. Thin on purpose: routes authenticate, check ownership, and hand over to
+the same services and turn runner the CLI uses.
 
-Run with ``uvicorn server:app`` (``mnemograph serve`` arrives with the serving work).
+Run with ``mnemograph serve`` (or ``uvicorn --factory server:create_app``).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import time
+from collections import defaultdict, deque
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
+from langserve import add_routes
+from pydantic import BaseModel, ConfigDict, Field
 
+from graph.agent import AgentInput, AgentRunnable, TurnRunner
+from stores.errors import InvalidInput, MnemographError, NotFound, ServiceUnavailable
+from stores.ids import check_id
 from stores.services import Services, open_services
+from stores.users import UserRegistry
+
+MAX_BODY_BYTES = 256 * 1024
+
+
+class ThreadCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    thread_id: str = Field(..., description="Client-chosen id: letters, digits, _:@-")
+    title: str = Field("", max_length=200)
+
+
+class ThreadOut(BaseModel):
+    thread_id: str
+    title: str
+    created_at: str
+    updated_at: str
+
+
+class MessageOut(BaseModel):
+    id: str | None
+    type: str
+    content: str
+
+
+class ThreadDetail(ThreadOut):
+    summary: str
+    turns: int
+    messages: list[MessageOut]
+
+
+class Deleted(BaseModel):
+    deleted: dict[str, int]
+
+
+class Latency:
+    """Per-node latency samples since start, bounded so memory stays flat."""
+
+    def __init__(self, keep: int = 2000) -> None:
+        self.samples: defaultdict[str, deque[float]] = defaultdict(lambda: deque(maxlen=keep))
+
+    def add(self, name: str, ms: float) -> None:
+        self.samples[name].append(ms)
+
+    def summary(self) -> dict[str, dict[str, float]]:
+        out = {}
+        for name, values in self.samples.items():
+            ordered = sorted(values)
+            if ordered:
+                pick = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))]  # noqa: E731
+                out[name] = {"n": len(ordered), "p50": pick(0.5), "p95": pick(0.95), "p99": pick(0.99)}
+        return out
+
+
+async def current_user(request: Request) -> str:
+    """The caller's user id, from `Authorization: Bearer <key>` or `X-API-Key`."""
+    header = request.headers.get("authorization", "")
+    key = header[7:].strip() if header.lower().startswith("bearer ") else ""
+    key = key or request.headers.get("x-api-key", "").strip()
+    if not key:
+        raise HTTPException(401, "missing API key (Authorization: Bearer <key>)")
+    user_id = await request.app.state.users.authenticate(key)
+    if user_id is None:
+        raise HTTPException(401, "invalid API key")
+    return str(user_id)
+
+
+User = Annotated[str, Depends(current_user)]
 
 
 def create_app(services: Services | None = None) -> FastAPI:
     """Build the app; tests pass already-open services, production opens its own."""
+    agent = AgentRunnable()
+    latency = Latency()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async def start(svc: Services) -> None:
+            assert svc.pool is not None
+            app.state.services = svc
+            app.state.users = UserRegistry(svc.pool)
+            await app.state.users.setup()
+            app.state.runner = agent.runner = TurnRunner(svc)
+
         if services is not None:
-            app.state.services = services
+            await start(services)
             yield
             return
         async with open_services() as opened:
-            app.state.services = opened
+            await start(opened)
             yield
 
-    app = FastAPI(title="Mnemograph", version="0.1.0", lifespan=lifespan)
+    app = FastAPI(
+        title="Mnemograph",
+        version="0.1.0",
+        description="Chat agent with durable, per-user memory.",
+        lifespan=lifespan,
+    )
 
-    @app.get("/health", summary="Check every backing service")
-    async def health() -> JSONResponse:
-        svc: Services = app.state.services
-        checks: dict[str, Any] = {}
+    @app.exception_handler(MnemographError)
+    async def known_errors(request: Request, exc: MnemographError) -> JSONResponse:
+        status = 400
+        if isinstance(exc, NotFound):
+            status = 404
+        elif isinstance(exc, ServiceUnavailable):
+            status = 503
+        elif isinstance(exc, InvalidInput):
+            status = 422
+        return JSONResponse({"detail": str(exc)}, status_code=status)
+
+    @app.middleware("http")
+    async def limits_and_timing(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
+            return JSONResponse(
+                {"detail": f"request body over {MAX_BODY_BYTES} bytes"}, status_code=413
+            )
+        t0 = time.perf_counter()
+        response = await call_next(request)
+        latency.add(f"http {request.method} {request.url.path.split('/')[1] or '/'}",
+                    (time.perf_counter() - t0) * 1000)  # fmt: skip
+        return response
+
+
+    def svc(request: Request) -> Services:
+        return request.app.state.services  # type: ignore[no-any-return]
+
+    @app.get("/health", summary="Check every backing service; 503 names the failing one")
+    async def health(request: Request) -> JSONResponse:
+        services_ = svc(request)
+        checks: dict[str, str] = {}
         try:
-            assert svc.pool is not None
-            async with svc.pool.connection() as conn:
+            assert services_.pool is not None
+            async with services_.pool.connection(timeout=5) as conn:
                 await conn.execute("SELECT 1")
             checks["postgres"] = "ok"
         except Exception as exc:
             checks["postgres"] = f"unavailable: {type(exc).__name__}"
+        graph = services_.graph
+        if graph is not None:
+            try:
+                await graph.ping()
+                checks["graph"] = "ok"
+            except Exception as exc:
+                checks["graph"] = f"unavailable: {type(exc).__name__}"
         failing = [name for name, state in checks.items() if state != "ok"]
-        return JSONResponse(
-            {"status": "ok" if not failing else "degraded", "services": checks},
-            status_code=503 if failing else 200,
+        body = {"status": "ok" if not failing else "unavailable", "services": checks}
+        if failing:
+            body["detail"] = f"{', '.join(failing)} unavailable"
+        return JSONResponse(body, status_code=503 if failing else 200)
+
+    @app.get("/stats", summary="Counts and per-route latency percentiles since start")
+    async def stats(request: Request, user: User) -> dict[str, Any]:
+        services_ = svc(request)
+        assert services_.threads is not None
+        threads = await services_.threads.list(user, limit=10_000)
+        return {"user": {"threads": len(threads)}, "latency_ms": latency.summary()}
+
+    def thread_out(info: Any) -> ThreadOut:
+        return ThreadOut(
+            thread_id=info.thread_id,
+            title=info.title,
+            created_at=info.created_at.isoformat(),
+            updated_at=info.updated_at.isoformat(),
         )
 
+    @app.post("/threads", status_code=201, summary="Create (or confirm) a thread you own")
+    async def create_thread(body: ThreadCreate, request: Request, user: User) -> ThreadOut:
+        check_id("thread id", body.thread_id)
+        services_ = svc(request)
+        assert services_.threads is not None
+        return thread_out(await services_.threads.claim(user, body.thread_id, body.title))
+
+    @app.get("/threads", summary="Your threads, newest first")
+    async def list_threads(request: Request, user: User) -> list[ThreadOut]:
+        services_ = svc(request)
+        assert services_.threads is not None
+        return [thread_out(t) for t in await services_.threads.list(user)]
+
+    @app.get("/threads/{thread_id}", summary="A thread's messages and rolling summary")
+    async def get_thread(thread_id: str, request: Request, user: User) -> ThreadDetail:
+        check_id("thread id", thread_id)
+        services_ = svc(request)
+        assert services_.threads is not None
+        info = await services_.threads.get(thread_id, user)
+        runner: TurnRunner = request.app.state.runner
+        snapshot = await runner.graph.aget_state({"configurable": {"thread_id": thread_id}})
+        values = snapshot.values or {}
+        return ThreadDetail(
+            **thread_out(info).model_dump(),
+            summary=values.get("summary", ""),
+            turns=values.get("turn", 0),
+            messages=[
+                MessageOut(id=m.id, type=m.type, content=m.text)
+                for m in values.get("messages", [])
+            ],
+        )
+
+    @app.delete("/threads/{thread_id}", summary="Delete a thread and its checkpoints")
+    async def delete_thread(thread_id: str, request: Request, user: User) -> Deleted:
+        check_id("thread id", thread_id)
+        services_ = svc(request)
+        assert services_.threads is not None and services_.checkpointer is not None
+        await services_.threads.get(thread_id, user)
+        await services_.checkpointer.adelete_thread(thread_id)
+        await services_.threads.delete(thread_id, user)
+        return Deleted(deleted={"threads": 1})
+
+    async def modifier(config: dict[str, Any], request: Request) -> dict[str, Any]:
+        """LangServe hook: identity from the credential, thread ownership checked up front."""
+        user = await current_user(request)
+        configurable = dict(config.get("configurable") or {})
+        thread_id = configurable.get("thread_id")
+        if not isinstance(thread_id, str):
+            raise HTTPException(422, "config.configurable.thread_id is required")
+        try:
+            check_id("thread id", thread_id)
+            services_ = svc(request)
+            assert services_.threads is not None
+            await services_.threads.claim(user, thread_id)
+        except InvalidInput as exc:
+            raise HTTPException(422, str(exc)) from exc
+        except NotFound as exc:
+            raise HTTPException(404, str(exc)) from exc
+        configurable["user_id"] = user
+        config["configurable"] = configurable
+        return config
+
+    add_routes(
+        app,
+        agent.with_types(input_type=AgentInput, output_type=dict),
+        path="/agent",
+        per_req_config_modifier=modifier,
+        enabled_endpoints=[
+            "invoke", "batch", "stream", "stream_events", "playground",
+            "input_schema", "output_schema", "config_schema",
+        ],  # fmt: skip
+    )
     return app
-
-
-def __getattr__(name: str) -> Any:
-    """``server:app`` for uvicorn, built on first access rather than at import time."""
-    if name == "app":
-        return create_app()
-    raise AttributeError(name)

@@ -13,6 +13,7 @@ from langgraph.store.base import BaseStore
 from graph.context import Context
 from graph.state import AgentState, InputState, OutputState
 from nodes.call_model import call_model
+from nodes.extract_knowledge import extract_knowledge
 from nodes.load_memory import load_memory
 from nodes.summarize import summarize
 
@@ -21,6 +22,7 @@ PIPELINE: Sequence[tuple[str, Any]] = (
     ("load_memory", load_memory),
     ("call_model", call_model),
     ("summarize", summarize),
+    ("extract_knowledge", extract_knowledge),
 )
 
 

@@ -51,6 +51,8 @@ async def test_turns_and_summary_over_the_wire(
             if meta["langgraph_node"] == "call_model":
                 streamed.append(chunk.text)
     assert len(stub.requests) == 5
+    # Knowledge extraction went over the wire too, as a function call.
+    assert stub.tool_requests and all(r["tools"] for r in stub.tool_requests)
     assert all(r["model"] == "stub-model" for r in stub.requests)
     assert stub.headers[0]["authorization"] == "Bearer sk-test-not-a-secret"
     # The summarizer saw the first exchange; the last reply's prompt carried the summary.

@@ -1,0 +1,226 @@
+"""Running turns for a known user and thread: the one path the CLI, the REST API and LangServe
+share, so ownership, per-thread serialization and context are decided in one place."""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+from langchain_core.messages import AnyMessage, BaseMessage, convert_to_messages
+from langchain_core.runnables import RunnableConfig, RunnableSerializable
+from langchain_core.runnables.utils import ConfigurableFieldSpec
+from langgraph.graph.state import CompiledStateGraph
+from pydantic import BaseModel, ConfigDict, Field
+
+from graph.builder import build_graph
+from graph.context import Context
+from stores.errors import InvalidInput
+from stores.ids import check_id
+from stores.services import Services
+
+MAX_MESSAGE_CHARS = 32_000
+
+_CONTEXT_KEYS = (
+    "strategy",
+    "window_k",
+    "max_tokens",
+    "summary_trigger_tokens",
+    "buffer_tokens",
+    "recall_k",
+    "recall_tokens",
+    "kg_tokens",
+    "kg_hops",
+)
+
+
+def to_messages(raw: Sequence[Any]) -> list[AnyMessage]:
+    """Accept LangChain (`{"type": "human"}`) and OpenAI (`{"role": "user"}`) message dicts.
+
+    Only user messages may come from outside: a caller must not be able to plant assistant or
+    system turns (and through them, memories) in a thread.
+    """
+    if not raw:
+        raise InvalidInput("messages must hold at least one message")
+    try:
+        messages: list[BaseMessage] = convert_to_messages(list(raw))
+    except (ValueError, TypeError, NotImplementedError, KeyError) as exc:
+        raise InvalidInput(f"unreadable message: {exc}") from exc
+    for message in messages:
+        if message.type != "human":
+            raise InvalidInput(f"only user messages can be sent, not {message.type!r}")
+        if not isinstance(message.content, str):
+            raise InvalidInput("message content must be a string")
+        if not message.content.strip():
+            raise InvalidInput("message content is empty")
+        if len(message.content) > MAX_MESSAGE_CHARS:
+            raise InvalidInput(f"message longer than {MAX_MESSAGE_CHARS} characters")
+        if any(ord(c) < 32 and c not in "\n\r\t" for c in message.content):
+            raise InvalidInput("message contains control characters")
+    return messages  # type: ignore[return-value]
+
+
+class TurnRunner:
+    """Runs turns on the compiled graph with the thread held exclusively.
+
+    Two requests on one thread would otherwise both read checkpoint N and both write N+1,
+    forking the chain. An in-process lock queues them cheaply; a Postgres advisory lock does
+    the same across processes and is released by Postgres itself if the process dies.
+    """
+
+    def __init__(self, services: Services, graph: CompiledStateGraph[Any, Any, Any, Any] | None = None):
+        self.services = services
+        self.graph = graph or build_graph(services.checkpointer, services.store)
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+
+    def context(self, user_id: str, **knobs: Any) -> Context:
+        chosen = {k: v for k, v in knobs.items() if k in _CONTEXT_KEYS and v is not None}
+        try:
+            return Context(user_id=user_id, services=self.services, **chosen)
+        except TypeError as exc:
+            raise InvalidInput(str(exc)) from exc
+
+    @asynccontextmanager
+    async def hold(self, thread_id: str) -> AsyncIterator[None]:
+        lock = self._locks.get(thread_id)
+        if lock is None:
+            lock = asyncio.Lock()
+            self._locks[thread_id] = lock
+        async with lock:
+            pool = self.services.pool
+            if pool is None:
+                yield
+                return
+            async with pool.connection() as conn:
+                await conn.execute("SELECT pg_advisory_lock(hashtextextended(%s, 7))", (thread_id,))
+                try:
+                    yield
+                finally:
+                    await conn.execute(
+                        "SELECT pg_advisory_unlock(hashtextextended(%s, 7))", (thread_id,)
+                    )
+
+    def config(self, thread_id: str, base: RunnableConfig | None = None) -> RunnableConfig:
+        config: RunnableConfig = dict(base or {})  # type: ignore[assignment]
+        configurable = dict(config.get("configurable") or {})
+        configurable["thread_id"] = thread_id
+        config["configurable"] = configurable
+        return config
+
+    async def invoke(
+        self,
+        user_id: str,
+        thread_id: str,
+        messages: Sequence[Any],
+        *,
+        config: RunnableConfig | None = None,
+        **knobs: Any,
+    ) -> dict[str, Any]:
+        check_id("thread id", thread_id)
+        parsed = to_messages(messages)
+        assert self.services.threads is not None
+        await self.services.threads.claim(user_id, thread_id, title=parsed[0].text[:60])
+        async with self.hold(thread_id):
+            result: dict[str, Any] = await self.graph.ainvoke(
+                {"messages": parsed},
+                self.config(thread_id, config),
+                context=self.context(user_id, **knobs),
+                durability=self.services.settings.durability,
+            )
+        return result
+
+    async def stream(
+        self,
+        user_id: str,
+        thread_id: str,
+        messages: Sequence[Any],
+        *,
+        stream_mode: Any = "values",
+        config: RunnableConfig | None = None,
+        **knobs: Any,
+    ) -> AsyncIterator[Any]:
+        check_id("thread id", thread_id)
+        parsed = to_messages(messages)
+        assert self.services.threads is not None
+        await self.services.threads.claim(user_id, thread_id, title=parsed[0].text[:60])
+        async with self.hold(thread_id):
+            async for chunk in self.graph.astream(
+                {"messages": parsed},
+                self.config(thread_id, config),
+                context=self.context(user_id, **knobs),
+                stream_mode=stream_mode,
+                durability=self.services.settings.durability,
+            ):
+                yield chunk
+
+
+class AgentInput(BaseModel):
+    """What `/agent` accepts: new user messages, LangChain- or OpenAI-shaped."""
+
+    model_config = ConfigDict(extra="forbid")
+    messages: list[dict[str, Any]] = Field(
+        ...,
+        min_length=1,
+        max_length=16,
+        description='e.g. [{"type": "human", "content": "hi"}] or [{"role": "user", ...}]',
+    )
+
+
+class AgentRunnable(RunnableSerializable[dict[str, Any], dict[str, Any]]):
+    """The graph as LangServe sees it: user and thread come from the request's config, which
+    the server fills from the credential, never from the body."""
+
+    runner: Any = None
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    @property
+    def config_specs(self) -> list[ConfigurableFieldSpec]:
+        """Declared so LangServe passes these keys through from the request's config."""
+        specs = [
+            ConfigurableFieldSpec(
+                id="thread_id", annotation=str, name="Thread id", description="Thread to continue"
+            )
+        ]
+        for key in _CONTEXT_KEYS:
+            annotation: Any = str if key == "strategy" else int
+            specs.append(ConfigurableFieldSpec(id=key, annotation=annotation | None, default=None))
+        return specs
+
+    def _who(self, config: RunnableConfig | None) -> tuple[str, str, dict[str, Any]]:
+        configurable = dict((config or {}).get("configurable") or {})
+        user_id = configurable.pop("user_id", None)
+        thread_id = configurable.pop("thread_id", None)
+        if not user_id or not thread_id:
+            raise InvalidInput("configurable.thread_id is required")
+        return str(user_id), str(thread_id), configurable
+
+    def _messages(self, value: Any) -> list[Any]:
+        if isinstance(value, BaseModel):
+            value = value.model_dump()
+        if not isinstance(value, dict) or "messages" not in value:
+            raise InvalidInput("input must be an object with a 'messages' list")
+        return list(value["messages"])
+
+    def invoke(self, input: dict[str, Any], config: RunnableConfig | None = None, **kw: Any) -> Any:
+        raise NotImplementedError("use the async API")
+
+    async def ainvoke(
+        self, input: dict[str, Any], config: RunnableConfig | None = None, **kwargs: Any
+    ) -> dict[str, Any]:
+        user_id, thread_id, configurable = self._who(config)
+        result = await self.runner.invoke(
+            user_id, thread_id, self._messages(input), config=config, **configurable
+        )
+        return {"messages": result.get("messages", []), "summary": result.get("summary", "")}
+
+    async def astream(
+        self, input: dict[str, Any], config: RunnableConfig | None = None, **kwargs: Any
+    ) -> AsyncIterator[dict[str, Any]]:
+        user_id, thread_id, configurable = self._who(config)
+        async for chunk in self.runner.stream(
+            user_id, thread_id, self._messages(input), config=config, **configurable
+        ):
+            yield chunk

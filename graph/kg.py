@@ -1,0 +1,334 @@
+"""Knowledge-graph rules with no I/O: the triple schema, normalization, and prompt lines.
+
+Everything that decides *what* a fact is lives here, so the graph store (which only speaks
+Cypher), the extraction node and recall all agree on one canonical form of a fact.
+
+Canonical form
+--------------
+* **Entities** are keyed by ``name``: the surface text case-folded, whitespace collapsed,
+  surrounding quotes and punctuation removed, a leading article ("the", "a", "an") dropped.
+  The first-person words "I", "me", "my", "mine", "myself" (and "the user", "user") all
+  become the entity :data:`USER_ENTITY` (``"user"``): the person talking is one node per
+  user, whatever pronoun they used. A possessive "my X" becomes ``"user's x"``, so "my
+  sister" is a node distinct from the user but clearly attached to them.
+  The surface form is kept as ``display`` for readable prompt lines.
+* **Predicates** are snake_case. A small vocabulary (:data:`PREDICATE_SYNONYMS`) maps common
+  phrasings to canonical names ("live in", "resides in" → ``lives_in``); anything else is
+  kept as its own snake_case predicate (free predicates are allowed).
+* **Single-valued predicates** (:data:`SINGLE_VALUED`) hold one current object per subject:
+  a new object invalidates the old relation (its ``invalid_at`` is set) instead of deleting
+  it, so history survives.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, NotRequired, TypedDict
+
+from langchain_core.messages.utils import count_tokens_approximately
+from pydantic import BaseModel, Field, field_validator
+
+USER_ENTITY = "user"
+"""Canonical entity name of the person talking, in every user's graph."""
+
+FIRST_PERSON = frozenset({"i", "me", "my", "mine", "myself", "user", "the user"})
+"""Words that mean the user themselves when they are a whole subject or object."""
+
+MAX_ENTITY_CHARS = 200
+MAX_PREDICATE_CHARS = 64
+MAX_TRIPLES_PER_TURN = 25
+
+_ARTICLES = ("the ", "a ", "an ")
+_STRIP = " \t\n\r\"'`“”‘’.,;:!?()[]{}"
+
+# Canonical predicate -> phrasings that mean it (already snake_cased).
+# fmt: off
+_VOCABULARY: dict[str, tuple[str, ...]] = {
+    "lives_in": (
+        "live_in", "living_in", "lives_at", "live_at", "resides_in", "reside_in",
+        "resides_at", "residence", "location", "lives", "based_in", "home_is", "moved_to",
+    ),
+    "works_at": (
+        "work_at", "works_for", "work_for", "working_at", "working_for", "employed_by",
+        "employed_at", "employer", "job_at", "is_employed_by",
+    ),
+    "married_to": ("is_married_to", "spouse", "spouse_of", "wife", "husband", "married"),
+    "age": ("is_age", "aged", "age_is", "years_old", "has_age", "is_years_old"),
+    "name": ("is_named", "named", "called", "is_called", "name_is", "has_name"),
+    "born_in": ("was_born_in", "birthplace", "born_at", "place_of_birth"),
+    "birthday": ("born_on", "was_born_on", "birth_date", "date_of_birth", "birthday_is"),
+    "occupation": ("job", "profession", "works_as", "work_as", "job_title", "is_a_job", "role"),
+    "studies_at": ("study_at", "studying_at", "student_at", "attends", "goes_to_school_at"),
+    "likes": ("like", "loves", "love", "enjoys", "enjoy", "is_fond_of", "fan_of", "prefers"),
+    "dislikes": ("dislike", "hates", "hate", "does_not_like", "doesnt_like", "not_like"),
+    "has_pet": ("owns_pet", "pet", "has_a_pet", "has_dog", "has_cat"),
+    "owns": ("own", "has_car", "possesses"),
+    "speaks": ("speak", "speaks_language", "language"),
+    "plays": ("play", "plays_instrument", "plays_sport"),
+    "friend_of": ("friend", "is_friend_of", "friends_with", "is_friends_with"),
+    "sibling_of": ("sibling", "brother_of", "sister_of", "is_sibling_of"),
+    "parent_of": ("is_parent_of", "father_of", "mother_of"),
+    "child_of": ("is_child_of", "son_of", "daughter_of"),
+    "allergic_to": ("is_allergic_to", "allergy", "has_allergy_to"),
+    "visited": ("visit", "has_visited", "went_to", "traveled_to", "travelled_to"),
+    "located_in": ("is_in", "is_located_in", "in"),
+    "favourite": ("favorite", "favourite_is", "favorite_is"),
+}
+# fmt: on
+
+PREDICATE_SYNONYMS: dict[str, str] = {
+    phrase: canonical for canonical, phrases in _VOCABULARY.items() for phrase in phrases
+}
+"""Synonym -> canonical predicate. Documented vocabulary; unlisted predicates pass through."""
+
+CANONICAL_PREDICATES = frozenset(_VOCABULARY)
+
+# fmt: off
+SINGLE_VALUED = frozenset({
+    "lives_in", "works_at", "married_to", "age", "name", "born_in", "birthday", "occupation",
+    "studies_at",
+})
+# fmt: on
+"""Predicates with one current value per subject; a new object invalidates the old one."""
+
+
+class Triple(BaseModel):
+    """One fact the user stated: (subject, predicate, object), with the model's confidence."""
+
+    subject: str = Field(description="Who or what the fact is about. Use 'I' for the user.")
+    predicate: str = Field(
+        description="Relation in snake_case, e.g. lives_in, works_at, married_to, age, likes."
+    )
+    object: str = Field(description="The value or other entity, e.g. 'Berlin', '32', 'Acme'.")
+    confidence: float = Field(
+        default=0.8, description="0 to 1: how clearly the user stated this as true."
+    )
+
+    @field_validator("subject", "predicate", "object", mode="before")
+    @classmethod
+    def _as_text(cls, value: Any) -> str:
+        # Small models send ages and years as numbers; they are still valid objects.
+        return "" if value is None else str(value)
+
+    @field_validator("confidence", mode="before")
+    @classmethod
+    def _clamp(cls, value: Any) -> float:
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            return 0.5
+        if number != number:  # NaN
+            return 0.5
+        return min(1.0, max(0.0, number / 100 if 1 < number <= 100 else number))
+
+
+class ExtractedTriples(BaseModel):
+    """Facts about the user and the people, places and things in their life, as triples."""
+
+    triples: list[Triple] = Field(
+        default_factory=list,
+        description="Every durable fact the user stated in this exchange; empty if none.",
+    )
+
+
+TriplesSchema = ExtractedTriples
+"""The structured-output schema handed to ``with_structured_output``."""
+
+
+class FactRow(TypedDict):
+    """A normalized triple, ready to be a Bolt parameter (flat, primitive values only)."""
+
+    s: str
+    s_display: str
+    s_norm: str
+    p: str
+    o: str
+    o_display: str
+    o_norm: str
+    confidence: float
+    single: bool
+
+
+class Fact(TypedDict):
+    """A stored relation as the graph store returns it."""
+
+    id: str
+    subject: str
+    subject_display: str
+    predicate: str
+    object: str
+    object_display: str
+    confidence: float
+    created_at: int
+    valid_from: int
+    invalid_at: int | None
+    source_thread: str | None
+    source_message: str | None
+    hop: NotRequired[int]
+    """Only from ``neighbourhood``: 1 if the fact touches a named entity, 2 if one step out."""
+
+
+def _clean_text(text: str) -> str:
+    text = unicodedata.normalize("NFKC", text)
+    text = " ".join(text.split())
+    return text.strip(_STRIP)
+
+
+def display_name(text: str) -> str:
+    """The surface form worth showing: trimmed, whitespace collapsed, pronouns → 'user'."""
+    cleaned = _clean_text(str(text))[:MAX_ENTITY_CHARS]
+    if cleaned.casefold() in FIRST_PERSON:
+        return USER_ENTITY
+    if cleaned.casefold().startswith("my ") and len(cleaned) > 3:
+        return f"{USER_ENTITY}'s {cleaned[3:]}"[:MAX_ENTITY_CHARS]
+    return cleaned
+
+
+def normalize_entity(text: str) -> str:
+    """Canonical entity key (see module docstring). Idempotent; '' means 'no entity'."""
+    name = _clean_text(str(text)).casefold()
+    if name in FIRST_PERSON:
+        return USER_ENTITY
+    for prefix in ("my ", "user's ", "the user's "):
+        if name.startswith(prefix) and len(name) > len(prefix):
+            rest = normalize_entity(name[len(prefix) :])
+            return f"{USER_ENTITY}'s {rest}"[:MAX_ENTITY_CHARS] if rest else USER_ENTITY
+    for article in _ARTICLES:
+        if name.startswith(article) and len(name) > len(article):
+            name = name[len(article) :]
+            break
+    return name[:MAX_ENTITY_CHARS]
+
+
+def match_key(text: str) -> str:
+    """A looser key for finding mentions in free text: letters and digits only."""
+    return " ".join(re.findall(r"\w+", normalize_entity(text)))
+
+
+def normalize_predicate(text: str) -> str:
+    """snake_case, then map through the synonym vocabulary; '' if nothing usable is left."""
+    pred = unicodedata.normalize("NFKC", str(text)).strip()
+    pred = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", pred)  # camelCase -> camel_Case
+    pred = re.sub(r"[^0-9a-zA-Z]+", "_", pred).strip("_").casefold()
+    pred = re.sub(r"_+", "_", pred)[:MAX_PREDICATE_CHARS].strip("_")
+    if pred in PREDICATE_SYNONYMS:
+        return PREDICATE_SYNONYMS[pred]
+    for prefix in ("is_", "has_", "was_"):
+        rest = pred[len(prefix) :]
+        if pred.startswith(prefix) and rest in CANONICAL_PREDICATES:
+            return rest
+    return pred
+
+
+def prepare(
+    triples: Iterable[Triple | Mapping[str, Any]], *, min_confidence: float = 0.0
+) -> list[FactRow]:
+    """Normalize, drop empty/self-referential triples, and deduplicate one batch.
+
+    For a single-valued predicate only the *last* object said for a subject in the batch is
+    kept ("I lived in Paris, now I live in Berlin" must not leave both current).
+    """
+    rows: dict[tuple[str, str, str], FactRow] = {}
+    single_seen: dict[tuple[str, str], tuple[str, str, str]] = {}
+    for raw in triples:
+        t = raw if isinstance(raw, Triple) else Triple.model_validate(raw)
+        s, p, o = (
+            normalize_entity(t.subject),
+            normalize_predicate(t.predicate),
+            (normalize_entity(t.object)),
+        )
+        if not s or not p or not o or s == o or t.confidence < min_confidence:
+            continue
+        key = (s, p, o)
+        single = p in SINGLE_VALUED
+        if single:
+            previous = single_seen.get((s, p))
+            if previous is not None and previous != key:
+                rows.pop(previous, None)
+            single_seen[(s, p)] = key
+        old = rows.pop(key, None)  # re-insert so batch order follows the last mention
+        rows[key] = FactRow(
+            s=s,
+            s_display=display_name(t.subject) or s,
+            s_norm=match_key(s),
+            p=p,
+            o=o,
+            o_display=display_name(t.object) or o,
+            o_norm=match_key(o),
+            confidence=max(t.confidence, old["confidence"] if old else 0.0),
+            single=single,
+        )
+    return list(rows.values())[:MAX_TRIPLES_PER_TURN]
+
+
+def fact_line(fact: Mapping[str, Any]) -> str:
+    """One prompt line, e.g. ``user lives_in Berlin (since 2026-11-24)``."""
+    since = ""
+    valid_from = fact.get("valid_from")
+    if isinstance(valid_from, int) and valid_from > 0:
+        since = f" (since {datetime.fromtimestamp(valid_from / 1000, UTC):%Y-%m-%d})"
+    until = ""
+    invalid_at = fact.get("invalid_at")
+    if isinstance(invalid_at, int):
+        until = f" (until {datetime.fromtimestamp(invalid_at / 1000, UTC):%Y-%m-%d})"
+    subject = fact.get("subject_display") or fact.get("subject", "")
+    obj = fact.get("object_display") or fact.get("object", "")
+    return f"{subject} {fact.get('predicate', '')} {obj}{since}{until}"
+
+
+def fit_to_budget(lines: Sequence[str], token_budget: int) -> list[str]:
+    """The longest prefix of ``lines`` (already best-first) whose tokens fit the budget."""
+    kept: list[str] = []
+    used = 0
+    for line in lines:
+        cost = count_tokens_approximately([line])
+        if used + cost > token_budget:
+            break
+        kept.append(line)
+        used += cost
+    return kept
+
+
+def format_facts(facts: Sequence[Mapping[str, Any]], token_budget: int) -> list[str]:
+    """Prompt lines for facts (best first), cut to fit ``token_budget`` tokens."""
+    return fit_to_budget([fact_line(f) for f in facts], token_budget)
+
+
+_FILLER = frozenset({"user", "s", "the", "a", "an", "of", "my"})
+
+
+def _stem(token: str) -> str:
+    for suffix in ("ies", "es", "s", "ing", "ed"):
+        if token.endswith(suffix) and len(token) - len(suffix) >= 3:
+            return token[: -len(suffix)]
+    return token
+
+
+def _tokens(text: str) -> set[str]:
+    return {_stem(t) for t in re.findall(r"\w+", unicodedata.normalize("NFKC", text).casefold())}
+
+
+def grounded(triple: Triple, source_text: str) -> bool:
+    """Whether every entity of the triple was actually named in ``source_text``.
+
+    This is the deterministic half of "only the user's words count": the extraction prompt
+    asks the model for user-stated facts, and this check drops any triple whose subject or
+    object the user never mentioned (the assistant's suggestions, the model's world
+    knowledge). The user entity itself is always grounded; for other entities at least half
+    of their content words (crudely stemmed) must appear.
+    """
+    words = _tokens(source_text)
+    for entity in (triple.subject, triple.object):
+        key = normalize_entity(entity)
+        if key == USER_ENTITY:
+            continue
+        needed = [_stem(t) for t in re.findall(r"\w+", key) if t not in _FILLER]
+        if not needed:
+            continue
+        hits = sum(1 for t in needed if t in words)
+        if hits * 2 < len(needed):
+            return False
+    return True

@@ -1,0 +1,164 @@
+"""Knowledge-graph recall for ``load_memory``: current facts about what the message names.
+
+Entities are found in two steps: an exact match of normalized entity names in the message
+(cheap, precise, covers "I"/"my" meaning the user), then embedding similarity between the
+message and the user's entity names for the paraphrases exact matching misses. Only still
+valid relations (``invalid_at IS NULL``) are returned, best first, within a token budget.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import re
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Any
+
+from langchain_core.embeddings import Embeddings
+
+from graph.kg import FIRST_PERSON, USER_ENTITY, Fact, fact_line, fit_to_budget, match_key
+from graph.state import Recalled
+
+MAX_SEMANTIC_SEEDS = 3
+MIN_SIMILARITY = 0.55
+"""Cosine floor for an embedding-matched entity (MiniLM, normalized vectors)."""
+_USER_CACHE_SIZE = 256
+_NAMES_PER_USER = 5000
+
+
+class EntityEmbeddingCache:
+    """Per-process, bounded cache of entity-name vectors: user -> {name: vector}.
+
+    Entity names change slowly and embedding them is the expensive part of recall, so each
+    name is embedded once. Least recently used users are dropped beyond ``max_users``.
+    """
+
+    def __init__(self, max_users: int = _USER_CACHE_SIZE) -> None:
+        self._max_users = max_users
+        self._users: OrderedDict[str, dict[str, list[float]]] = OrderedDict()
+        self._lock = asyncio.Lock()
+
+    async def vectors(
+        self, embeddings: Embeddings, user_id: str, names: Sequence[str]
+    ) -> dict[str, list[float]]:
+        async with self._lock:
+            known = self._users.setdefault(user_id, {})
+            self._users.move_to_end(user_id)
+            while len(self._users) > self._max_users:
+                self._users.popitem(last=False)
+            wanted = list(names)[:_NAMES_PER_USER]
+            missing = [n for n in wanted if n not in known]
+            if missing:
+                for name, vector in zip(
+                    missing, await embeddings.aembed_documents(missing), strict=True
+                ):
+                    known[name] = vector
+            for stale in set(known) - set(wanted):
+                del known[stale]
+            return {n: known[n] for n in wanted}
+
+    def forget(self, user_id: str) -> None:
+        self._users.pop(user_id, None)
+
+
+_cache = EntityEmbeddingCache()
+
+
+def forget_user(user_id: str) -> None:
+    """Drop a deleted user's cached vectors."""
+    _cache.forget(user_id)
+
+
+def _message_key(text: str) -> str:
+    """The message as space-separated match tokens, first-person words mapped to the user."""
+    tokens = re.findall(r"\w+", text.casefold())
+    return " ".join(USER_ENTITY if t in FIRST_PERSON else t for t in tokens)
+
+
+def _entity_key(name: str) -> str:
+    # "user's sister" must match "my sister" -> "user sister": drop the possessive "s".
+    return re.sub(rf"\b{USER_ENTITY} s\b", USER_ENTITY, match_key(name))
+
+
+def mentioned_entities(text: str, names: Sequence[str]) -> list[str]:
+    """Entity names that occur as whole words in the message (plus the user, if "I"/"my")."""
+    message = f" {_message_key(text)} "
+    found = [
+        name
+        for name in names
+        if (key := _entity_key(name)) and len(key) > 1 and f" {key} " in message
+    ]
+    if f" {USER_ENTITY} " in message and USER_ENTITY not in found:
+        found.append(USER_ENTITY)
+    return found
+
+
+def _cosine(a: Sequence[float], b: Sequence[float]) -> float:
+    dot = sum(x * y for x, y in zip(a, b, strict=False))
+    na = math.sqrt(sum(x * x for x in a))
+    nb = math.sqrt(sum(y * y for y in b))
+    return dot / (na * nb) if na and nb else 0.0
+
+
+async def similar_entities(
+    embeddings: Embeddings,
+    user_id: str,
+    text: str,
+    names: Sequence[str],
+    *,
+    k: int = MAX_SEMANTIC_SEEDS,
+    min_similarity: float = MIN_SIMILARITY,
+) -> dict[str, float]:
+    """Up to ``k`` entity names most similar to the message, above ``min_similarity``."""
+    if not names:
+        return {}
+    vectors = await _cache.vectors(embeddings, user_id, names)
+    query = await embeddings.aembed_query(text)
+    scored = sorted(((_cosine(query, v), n) for n, v in vectors.items()), reverse=True)
+    return {name: score for score, name in scored[:k] if score >= min_similarity}
+
+
+async def recall_facts(
+    graph: Any,
+    embeddings: Embeddings | None,
+    user_id: str,
+    text: str,
+    *,
+    hops: int = 1,
+    token_budget: int = 300,
+    limit: int = 50,
+) -> list[Recalled]:
+    """Current facts around the entities the message names, best first, within budget.
+
+    ``graph`` is a ``stores.graph_store.GraphStore``. Score = relation confidence x how
+    surely the entity was named (1 for an exact mention, the cosine for a semantic one),
+    halved for facts one hop further out.
+    """
+    if not text.strip() or token_budget <= 0:
+        return []
+    names: list[str] = await graph.entity_names(user_id)
+    if not names:
+        return []
+    seeds: dict[str, float] = dict.fromkeys(mentioned_entities(text, names), 1.0)
+    if embeddings is not None:
+        for name, sim in (await similar_entities(embeddings, user_id, text, names)).items():
+            seeds.setdefault(name, sim)
+    if not seeds:
+        return []
+    facts: list[Fact] = await graph.neighbourhood(
+        user_id, list(seeds), hops=max(1, min(2, hops)), limit=limit
+    )
+    scored: list[tuple[float, Fact]] = []
+    for fact in facts:
+        weight = max(seeds.get(fact["subject"], 0.0), seeds.get(fact["object"], 0.0))
+        hop = fact.get("hop", 1)
+        if hop > 1 or weight == 0.0:
+            weight = 0.5 * max(seeds.values())
+        scored.append((round(fact["confidence"] * weight, 4), fact))
+    scored.sort(key=lambda pair: (-pair[0], -pair[1]["created_at"]))
+    lines = fit_to_budget([fact_line(f) for _, f in scored], token_budget)
+    return [
+        Recalled(kind="fact", text=line, score=score, source=f"kg:{fact['id']}")
+        for line, (score, fact) in zip(lines, scored, strict=False)
+    ]

@@ -228,6 +228,151 @@ def history(
     _run(body)
 
 
+users_app = typer.Typer(help="Accounts, API keys and GDPR export/delete.", no_args_is_help=True)
+app.add_typer(users_app, name="users")
+
+
+@users_app.command("create")
+def users_create(name: Annotated[str, typer.Argument(help="Unique user name.")]) -> None:
+    """Create a user and print its API key. The key is shown once and stored only hashed."""
+
+    async def body() -> None:
+        from stores.services import open_services
+
+        async with open_services(with_embeddings=False, with_graph=False) as services:
+            assert services.users is not None
+            user, key = await services.users.create(name)
+        out.print(f"user_id: {user.user_id}", highlight=False)
+        out.print(f"api_key: {key}", highlight=False)
+        err.print("[dim]store the key now: it cannot be shown again[/dim]")
+
+    _run(body)
+
+
+@users_app.command("list")
+def users_list() -> None:
+    """List users."""
+
+    async def body() -> None:
+        from stores.services import open_services
+
+        async with open_services(with_embeddings=False, with_graph=False) as services:
+            assert services.users is not None
+            rows = await services.users.list()
+        table = Table("user_id", "name", "created")
+        for u in rows:
+            table.add_row(u.user_id, u.name, f"{u.created_at:%Y-%m-%d %H:%M}")
+        out.print(table)
+
+    _run(body)
+
+
+@users_app.command("export")
+def users_export(user: UserOpt) -> None:
+    """Print everything stored for a user as one JSON document."""
+    _validate_ids(user=user)
+
+    async def body() -> None:
+        from stores.lifecycle import export_user
+        from stores.services import open_services
+
+        async with open_services(with_embeddings=False) as services:
+            assert services.users is not None
+            user_id = await _resolve_user(services, user)
+            doc = await export_user(services, user_id)
+        sys.stdout.write(json.dumps(doc, ensure_ascii=False, default=str) + "\n")
+
+    _run(body)
+
+
+@users_app.command("delete")
+def users_delete(
+    user: UserOpt,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Delete a user and everything stored for them; prints counts per store."""
+    _validate_ids(user=user)
+    if not yes and not typer.confirm(f"Delete {user} and all their data?"):
+        raise typer.Exit(1)
+
+    async def body() -> None:
+        from stores.lifecycle import delete_user
+        from stores.services import open_services
+
+        async with open_services(with_embeddings=False) as services:
+            user_id = await _resolve_user(services, user)
+            counts = await delete_user(services, user_id)
+        table = Table("store", "rows deleted")
+        for name, n in counts.items():
+            table.add_row(name, str(n))
+        out.print(table)
+
+    _run(body)
+
+
+async def _resolve_user(services: Any, user: str) -> str:
+    """Accept a user name or id; ids of users without an account (CLI-only) pass through."""
+    from stores.errors import NotFound
+
+    try:
+        return str((await services.users.get(user)).user_id)
+    except NotFound:
+        return user
+
+
+@app.command()
+def graph(
+    user: UserOpt,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Print a user's current knowledge-graph facts."""
+    _validate_ids(user=user)
+
+    async def body() -> None:
+        from graph.kg import fact_line
+        from stores.errors import ServiceUnavailable
+        from stores.services import open_services
+
+        async with open_services(with_embeddings=False) as services:
+            if services.graph is None:
+                raise ServiceUnavailable("graph server", "not reachable; see the log above")
+            facts = await services.graph.current_facts(user)
+        if as_json:
+            sys.stdout.write(json.dumps(facts, ensure_ascii=False, default=str) + "\n")
+            return
+        for fact in facts:
+            out.print(escape(fact_line(fact)))
+        if not facts:
+            out.print(f"no facts for {user}")
+
+    _run(body)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
+    workers: Annotated[int, typer.Option(min=1, help="Uvicorn worker processes.")] = 1,
+) -> None:
+    """Serve the HTTP API, LangServe /agent and the inspector page."""
+    import uvicorn
+
+    logging.basicConfig(level=os.environ.get("MNEMOGRAPH_LOG_LEVEL", "WARNING").upper())
+    try:
+        uvicorn.run(
+            "server:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level="warning",
+            access_log=False,
+        )
+    except MnemographError as exc:
+        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
+        raise typer.Exit(1) from None
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

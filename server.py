@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, HTTPException, Request, Response
+from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse
 from langserve import add_routes
 from pydantic import BaseModel, ConfigDict, Field
@@ -20,10 +20,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from graph.agent import AgentInput, AgentRunnable, TurnRunner
 from stores.errors import InvalidInput, MnemographError, NotFound, ServiceUnavailable
 from stores.ids import check_id
+from stores.lifecycle import delete_user, export_user
 from stores.services import Services, open_services
-from stores.users import UserRegistry
 
 MAX_BODY_BYTES = 256 * 1024
+ENDPOINTS: list[Any] = [
+    "invoke", "batch", "stream", "stream_events", "playground",
+    "input_schema", "output_schema", "config_schema",
+]  # fmt: skip
 
 
 class ThreadCreate(BaseModel):
@@ -69,8 +73,10 @@ class Latency:
         for name, values in self.samples.items():
             ordered = sorted(values)
             if ordered:
-                pick = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))]  # noqa: E731
-                out[name] = {"n": len(ordered), "p50": pick(0.5), "p95": pick(0.95), "p99": pick(0.99)}
+                out[name] = {"n": len(ordered)} | {
+                    f"p{int(q * 100)}": ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+                    for q in (0.5, 0.95, 0.99)
+                }
         return out
 
 
@@ -100,8 +106,7 @@ def create_app(services: Services | None = None) -> FastAPI:
         async def start(svc: Services) -> None:
             assert svc.pool is not None
             app.state.services = svc
-            app.state.users = UserRegistry(svc.pool)
-            await app.state.users.setup()
+            app.state.users = svc.users
             app.state.runner = agent.runner = TurnRunner(svc)
 
         if services is not None:
@@ -145,9 +150,9 @@ def create_app(services: Services | None = None) -> FastAPI:
                     (time.perf_counter() - t0) * 1000)  # fmt: skip
         return response
 
-
     def svc(request: Request) -> Services:
-        return request.app.state.services  # type: ignore[no-any-return]
+        services_: Services = request.app.state.services
+        return services_
 
     @app.get("/health", summary="Check every backing service; 503 names the failing one")
     async def health(request: Request) -> JSONResponse:
@@ -215,8 +220,7 @@ def create_app(services: Services | None = None) -> FastAPI:
             summary=values.get("summary", ""),
             turns=values.get("turn", 0),
             messages=[
-                MessageOut(id=m.id, type=m.type, content=m.text)
-                for m in values.get("messages", [])
+                MessageOut(id=m.id, type=m.type, content=m.text) for m in values.get("messages", [])
             ],
         )
 
@@ -229,6 +233,52 @@ def create_app(services: Services | None = None) -> FastAPI:
         await services_.checkpointer.adelete_thread(thread_id)
         await services_.threads.delete(thread_id, user)
         return Deleted(deleted={"threads": 1})
+
+    @app.get("/memories", summary="Your long-term memories; with ?query=, hybrid search")
+    async def memories(
+        request: Request,
+        user: User,
+        query: Annotated[str | None, Query(max_length=2000)] = None,
+        k: Annotated[int, Query(ge=1, le=100)] = 20,
+    ) -> list[dict[str, Any]]:
+        memory = svc(request).memory
+        if memory is None:
+            raise ServiceUnavailable("long-term memory", "not configured on this server")
+        if query is not None and query.strip():
+            hits = await memory.search(user, query, k)
+            return [{**h.item.to_json(), "score": h.score} for h in hits]
+        return [item.to_json() for item in await memory.list(user, limit=k)]
+
+    @app.delete("/memories/{memory_id}", summary="Forget one memory")
+    async def delete_memory(memory_id: str, request: Request, user: User) -> Deleted:
+        check_id("memory id", memory_id)
+        memory = svc(request).memory
+        if memory is None:
+            raise ServiceUnavailable("long-term memory", "not configured on this server")
+        await memory.delete(user, memory_id)
+        return Deleted(deleted={"memories": 1})
+
+    async def _graph(request: Request) -> Any:
+        graph = svc(request).graph
+        if graph is None:
+            raise ServiceUnavailable("graph server", "not configured on this server")
+        return graph
+
+    @app.get("/graph", summary="Your current knowledge-graph facts")
+    async def graph_current(request: Request, user: User) -> dict[str, Any]:
+        return {"facts": await (await _graph(request)).current_facts(user)}
+
+    @app.get("/graph/history", summary="All facts, including invalidated ones")
+    async def graph_history(request: Request, user: User) -> dict[str, Any]:
+        return {"facts": await (await _graph(request)).history(user)}
+
+    @app.get("/me/export", summary="Everything stored about you, as one JSON document")
+    async def export_me(request: Request, user: User) -> dict[str, Any]:
+        return await export_user(svc(request), user)
+
+    @app.delete("/me", summary="Delete your account and everything stored about you")
+    async def delete_me(request: Request, user: User) -> Deleted:
+        return Deleted(deleted=await delete_user(svc(request), user))
 
     async def modifier(config: dict[str, Any], request: Request) -> dict[str, Any]:
         """LangServe hook: identity from the credential, thread ownership checked up front."""
@@ -252,12 +302,9 @@ def create_app(services: Services | None = None) -> FastAPI:
 
     add_routes(
         app,
-        agent.with_types(input_type=AgentInput, output_type=dict),
+        agent.with_types(input_type=AgentInput, output_type=dict),  # type: ignore[arg-type]
         path="/agent",
         per_req_config_modifier=modifier,
-        enabled_endpoints=[
-            "invoke", "batch", "stream", "stream_events", "playground",
-            "input_schema", "output_schema", "config_schema",
-        ],  # fmt: skip
+        enabled_endpoints=ENDPOINTS,
     )
     return app

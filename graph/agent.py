@@ -70,7 +70,9 @@ class TurnRunner:
     the same across processes and is released by Postgres itself if the process dies.
     """
 
-    def __init__(self, services: Services, graph: CompiledStateGraph[Any, Any, Any, Any] | None = None):
+    def __init__(
+        self, services: Services, graph: CompiledStateGraph[Any, Any, Any, Any] | None = None
+    ) -> None:
         self.services = services
         self.graph = graph or build_graph(services.checkpointer, services.store)
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()

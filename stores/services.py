@@ -27,6 +27,7 @@ from stores.pg_embedded import start_embedded_postgres
 from stores.postgres import has_pgvector, make_checkpointer, make_store, open_pool
 from stores.settings import Settings, get_settings
 from stores.threads import ThreadRegistry
+from stores.users import UserRegistry
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,7 @@ class Services:
     checkpointer: AsyncPostgresSaver | None = None
     store: AsyncPostgresStore | None = None
     threads: ThreadRegistry | None = None
+    users: UserRegistry | None = None
     embeddings: Embeddings | None = None
     pgvector: bool = False
     embedded_pg_start_s: float | None = None
@@ -121,6 +123,19 @@ async def open_services(
         )
         services.threads = ThreadRegistry(pool)
         await services.threads.setup()
+        services.users = UserRegistry(pool)
+        await services.users.setup()
+        # --- issue 4: long-term memory (hybrid recall over the store's own table) ---------
+        from stores.memory_store import MemoryConfig, MemoryStore
+
+        services.memory = MemoryStore(
+            pool,
+            services.embeddings,
+            config=MemoryConfig.from_settings(settings),
+            dims=settings.embedding_dims,
+        )
+        await services.memory.setup()
+        # --- end issue 4 ------------------------------------------------------------------
         # --- issue 3: knowledge graph + its Postgres outbox (stores/graph_services.py) ---
         if with_graph:
             from stores.graph_services import attach_graph

@@ -93,8 +93,7 @@ class UserRegistry:
     async def get(self, name_or_id: str) -> User:
         async with self._pool.connection() as conn:
             cur = await conn.execute(
-                "SELECT user_id, name, created_at FROM mnemo_users "
-                "WHERE user_id = %s OR name = %s",
+                "SELECT user_id, name, created_at FROM mnemo_users WHERE user_id = %s OR name = %s",
                 (name_or_id, name_or_id),
             )
             row = await cur.fetchone()

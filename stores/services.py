@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -49,6 +49,8 @@ class Services:
     graph: Any = None
     outbox: Any = None
     memory: Any = None
+    redact: Callable[[str], str] | None = None
+    """PII redactor applied before long-term and graph writes (None when turned off)."""
     _chat_model: BaseChatModel | None = None
     _chat_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     _stack: AsyncExitStack = field(default_factory=AsyncExitStack)
@@ -82,6 +84,10 @@ async def open_services(
     """
     settings = settings or get_settings()
     services = Services(settings=settings)
+    if settings.pii_redaction:
+        from stores.pii import redact
+
+        services.redact = redact
     if chat_model is not None:
         services.set_chat_model(chat_model)
     async with services._stack:

@@ -85,12 +85,37 @@ class Settings(BaseSettings):
     embedding_dims: int = Field(default=384, ge=1)
     torch_threads: int = Field(default=1, ge=1)
 
+    # --- Long-term memory (issue 4) ---------------------------------------------------
+    memory_weight_relevance: float = Field(
+        default=0.5, ge=0, description="Recall score weight of hybrid (text + vector) relevance."
+    )
+    memory_weight_importance: float = Field(
+        default=0.3, ge=0, description="Recall score weight of an item's importance (0-1)."
+    )
+    memory_weight_recency: float = Field(
+        default=0.2, ge=0, description="Recall score weight of recency (since last seen)."
+    )
+    memory_recency_half_life_days: float = Field(
+        default=30.0, gt=0, description="Days after which an unseen memory's recency halves."
+    )
+    memory_dedup_threshold: float = Field(
+        default=0.92,
+        gt=0,
+        le=1,
+        description="Cosine at or above which a new memory merges into an existing one.",
+    )
+
     # --- Behaviour --------------------------------------------------------------------
     durability: Literal["sync", "async", "exit"] = Field(
         default="async",
         description="LangGraph checkpoint durability per turn.",
     )
     log_level: str = "WARNING"
+    pii_redaction: bool = Field(
+        default=True,
+        description="Redact emails, phones, card numbers, SSNs and IBANs before long-term "
+        "memory and knowledge-graph writes.",
+    )
 
     @cached_property
     def pg_data_dir(self) -> Path:

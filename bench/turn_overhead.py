@@ -16,79 +16,19 @@ import tempfile
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from langchain_core.messages import HumanMessage
-from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from rich.console import Console
 from rich.table import Table
 
-from graph.builder import PIPELINE, build_graph
+from bench.common import TimedSaver, Timings, checkpoint_bytes, pct, timed_pipeline
+from graph.builder import build_graph
 from graph.context import STRATEGIES, Context
 from stores.fake_llm import EchoChatModel
 from stores.services import open_services
 from stores.settings import Settings
-
-Timings = defaultdict[str, list[float]]
-
-
-def timed(name: str, fn: Callable[..., Awaitable[Any]], sink: Timings) -> Callable[..., Any]:
-    async def wrapper(state: Any, runtime: Any) -> Any:
-        t0 = time.perf_counter()
-        try:
-            return await fn(state, runtime)
-        finally:
-            sink[name].append((time.perf_counter() - t0) * 1000)
-
-    wrapper.__name__ = name
-    return wrapper
-
-
-class TimedSaver(AsyncPostgresSaver):
-    """Counts time spent persisting checkpoints and writes in the current turn."""
-
-    sink: Timings
-
-    async def aput(self, *args: Any, **kwargs: Any) -> Any:
-        t0 = time.perf_counter()
-        try:
-            return await super().aput(*args, **kwargs)
-        finally:
-            self.sink["checkpoint_writes"].append((time.perf_counter() - t0) * 1000)
-
-    async def aput_writes(self, *args: Any, **kwargs: Any) -> Any:
-        t0 = time.perf_counter()
-        try:
-            return await super().aput_writes(*args, **kwargs)
-        finally:
-            self.sink["checkpoint_writes"].append((time.perf_counter() - t0) * 1000)
-
-
-async def checkpoint_bytes(pool: Any, thread_id: str) -> int:
-    async with pool.connection() as conn:
-        cur = await conn.execute(
-            """
-            SELECT
-              (SELECT coalesce(sum(pg_column_size(c.*)), 0) FROM checkpoints c
-                 WHERE thread_id = %(t)s)
-            + (SELECT coalesce(sum(pg_column_size(b.*)), 0) FROM checkpoint_blobs b
-                 WHERE thread_id = %(t)s)
-            + (SELECT coalesce(sum(pg_column_size(w.*)), 0) FROM checkpoint_writes w
-                 WHERE thread_id = %(t)s) AS total
-            """,
-            {"t": thread_id},
-        )
-        row = await cur.fetchone()
-        return int(row["total"]) if row else 0
-
-
-def pct(values: list[float], q: float) -> float:
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -102,8 +42,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         sink: Timings = defaultdict(list)
         saver = TimedSaver(conn=services.pool)
         saver.sink = sink
-        pipeline = [(name, timed(name, fn, sink)) for name, fn in PIPELINE]
-        graph = build_graph(saver, services.store, pipeline=pipeline)
+        graph = build_graph(saver, services.store, pipeline=timed_pipeline(sink))
         thread = f"bench-{uuid.uuid4().hex[:8]}"
         ctx = Context(user_id="bench", strategy=args.strategy, services=services)
         config: Any = {"configurable": {"thread_id": thread}}

@@ -11,7 +11,7 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.store.base import BaseStore
 
 from graph.context import Context
-from graph.state import AgentState, InputState, OutputState
+from graph.state import AgentState, InputState, OutputState, PlainAgentState, PlainInputState
 from nodes.call_model import call_model
 from nodes.extract_knowledge import extract_knowledge
 from nodes.load_memory import load_memory
@@ -31,13 +31,23 @@ def build_graph(
     store: BaseStore | None = None,
     *,
     pipeline: Sequence[tuple[str, Any]] = PIPELINE,
+    delta_messages: bool = True,
 ) -> CompiledStateGraph[Any, Any, Any, Any]:
-    """Compile the turn graph; hosts pass the Postgres checkpointer and store."""
+    """Compile the turn graph; hosts pass the Postgres checkpointer and store.
+
+    ``delta_messages=False`` swaps the ``DeltaChannel`` for a plain reducer; it exists so the
+    growth benchmark can show what the delta channel saves.
+    """
+    state: Any = AgentState if delta_messages else PlainAgentState
+    inputs: Any = InputState if delta_messages else PlainInputState
     builder = StateGraph(
-        AgentState, context_schema=Context, input_schema=InputState, output_schema=OutputState
+        state, context_schema=Context, input_schema=inputs, output_schema=OutputState
     )
-    builder.add_sequence(list(pipeline))
-    builder.add_edge(START, pipeline[0][0])
+    previous = START
+    for name, node in pipeline:
+        builder.add_node(name, node, input_schema=state)
+        builder.add_edge(previous, name)
+        previous = name
     return builder.compile(checkpointer=checkpointer, store=store, name="mnemograph")
 
 

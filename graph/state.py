@@ -41,18 +41,31 @@ class InputState(TypedDict):
     messages: Annotated[list[AnyMessage], DeltaChannel(fold_messages, snapshot_frequency=50)]
 
 
-class AgentState(InputState, total=False):
+class PlainInputState(TypedDict):
+    """The same input with a classic reducer channel, kept for benchmarks and comparison:
+    every checkpoint then stores the whole message list again."""
+
+    messages: Annotated[list[AnyMessage], add_messages]
+
+
+class _TurnState(TypedDict, total=False):
+    summary: str
+    """Rolling summary of every message that was folded out of ``messages``."""
+    recalled: Annotated[list[Recalled], UntrackedValue(list)]
+    turn: int
+    """Count of completed turns; cheap progress marker for benchmarks and the inspector."""
+
+
+class AgentState(InputState, _TurnState):
     """Thread state. Messages are stored as deltas so a checkpoint never rewrites history.
 
     ``recalled`` lives in an untracked channel: it is rebuilt every turn from the stores and
     is never written to a checkpoint, so recalled memories do not leak into thread history.
     """
 
-    summary: str
-    """Rolling summary of every message that was folded out of ``messages``."""
-    recalled: Annotated[list[Recalled], UntrackedValue(list)]
-    turn: int
-    """Count of completed turns; cheap progress marker for benchmarks and the inspector."""
+
+class PlainAgentState(PlainInputState, _TurnState):
+    """``AgentState`` without ``DeltaChannel`` (see ``PlainInputState``)."""
 
 
 class OutputState(TypedDict, total=False):

@@ -91,11 +91,11 @@ class TurnRunner:
             lock = asyncio.Lock()
             self._locks[thread_id] = lock
         async with lock:
-            pool = self.services.pool
+            pool = self.services.lock_pool
             if pool is None:
                 yield
                 return
-            async with pool.connection() as conn:
+            async with pool.connection(timeout=300) as conn:
                 await conn.execute("SELECT pg_advisory_lock(hashtextextended(%s, 7))", (thread_id,))
                 try:
                     yield

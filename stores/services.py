@@ -38,6 +38,9 @@ class Services:
 
     settings: Settings
     pool: AsyncConnectionPool[Any] | None = None
+    lock_pool: AsyncConnectionPool[Any] | None = None
+    """Connections that only hold per-thread advisory locks. Kept apart from ``pool`` so
+    turns waiting on a lock can never starve the turns holding one of connections."""
     checkpointer: AsyncPostgresSaver | None = None
     store: AsyncPostgresStore | None = None
     threads: ThreadRegistry | None = None
@@ -110,6 +113,11 @@ async def open_services(
         )
         services._stack.push_async_callback(pool.close)
         services.pool = pool
+        lock_pool = await open_pool(
+            url, min_size=1, max_size=settings.lock_pool_max_size, pgbouncer=settings.pgbouncer
+        )
+        services._stack.push_async_callback(lock_pool.close)
+        services.lock_pool = lock_pool
         services.pgvector = await has_pgvector(pool)
         if with_embeddings:
             if embeddings is None:

@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     )
     pool_min_size: int = Field(default=1, ge=1)
     pool_max_size: int = Field(default=10, ge=1)
+    lock_pool_max_size: int = Field(
+        default=20, ge=1, description="Connections for per-thread advisory locks."
+    )
     embedded_pg_keep_running: bool = Field(
         default=False,
         description="Leave the embedded Postgres running at exit so the next start is instant.",

@@ -370,3 +370,19 @@ async def test_openapi_lists_every_route(client: httpx.AsyncClient) -> None:
     for path in ["/threads", "/threads/{thread_id}", "/memories", "/memories/{memory_id}", "/graph",
                  "/graph/history", "/me/export", "/me", "/health", "/stats", "/agent/invoke"]:  # fmt: skip
         assert path in spec["paths"], path
+
+
+async def test_more_concurrent_threads_than_pool_connections(
+    client: httpx.AsyncClient, alice: Caller, app: FastAPI
+) -> None:
+    """Turns waiting for a thread lock must not starve the pool: this once deadlocked."""
+    services: Services = app.state.services
+    n = services.settings.pool_max_size + 5
+    results = await asyncio.gather(
+        *[
+            client.post("/agent/invoke", json=agent_body(f"p-{i}-{uuid.uuid4().hex[:4]}", "hi"),
+                        headers=alice.headers)  # fmt: skip
+            for i in range(n)
+        ]
+    )
+    assert [r.status_code for r in results] == [200] * n

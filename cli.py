@@ -169,7 +169,7 @@ def threads(user: UserOpt) -> None:
     async def body() -> None:
         from stores.services import open_services
 
-        async with open_services(with_embeddings=False, with_graph=False) as services:
+        async with open_services(with_graph=False) as services:
             assert services.threads is not None
             rows = await services.threads.list(user)
         table = Table("thread", "title", "created", "updated")
@@ -200,7 +200,7 @@ def history(
         from graph.builder import build_graph
         from stores.services import open_services
 
-        async with open_services(with_embeddings=False, with_graph=False) as services:
+        async with open_services(with_graph=False) as services:
             assert services.threads is not None
             info = await services.threads.get(thread, user)
             graph = build_graph(services.checkpointer, services.store)
@@ -228,6 +228,14 @@ def history(
     _run(body)
 
 
+def _mount_memories() -> None:
+    from cli_memories import memories_app
+
+    app.add_typer(memories_app, name="memories", help="Long-term memory: add, search, import.")
+
+
+_mount_memories()
+
 users_app = typer.Typer(help="Accounts, API keys and GDPR export/delete.", no_args_is_help=True)
 app.add_typer(users_app, name="users")
 
@@ -239,7 +247,7 @@ def users_create(name: Annotated[str, typer.Argument(help="Unique user name.")])
     async def body() -> None:
         from stores.services import open_services
 
-        async with open_services(with_embeddings=False, with_graph=False) as services:
+        async with open_services(with_graph=False) as services:
             assert services.users is not None
             user, key = await services.users.create(name)
         out.print(f"user_id: {user.user_id}", highlight=False)
@@ -256,7 +264,7 @@ def users_list() -> None:
     async def body() -> None:
         from stores.services import open_services
 
-        async with open_services(with_embeddings=False, with_graph=False) as services:
+        async with open_services(with_graph=False) as services:
             assert services.users is not None
             rows = await services.users.list()
         table = Table("user_id", "name", "created")
@@ -276,7 +284,7 @@ def users_export(user: UserOpt) -> None:
         from stores.lifecycle import export_user
         from stores.services import open_services
 
-        async with open_services(with_embeddings=False) as services:
+        async with open_services() as services:
             assert services.users is not None
             user_id = await _resolve_user(services, user)
             doc = await export_user(services, user_id)
@@ -299,7 +307,7 @@ def users_delete(
         from stores.lifecycle import delete_user
         from stores.services import open_services
 
-        async with open_services(with_embeddings=False) as services:
+        async with open_services() as services:
             user_id = await _resolve_user(services, user)
             counts = await delete_user(services, user_id)
         table = Table("store", "rows deleted")
@@ -333,7 +341,7 @@ def graph(
         from stores.errors import ServiceUnavailable
         from stores.services import open_services
 
-        async with open_services(with_embeddings=False) as services:
+        async with open_services() as services:
             if services.graph is None:
                 raise ServiceUnavailable("graph server", "not reachable; see the log above")
             facts = await services.graph.current_facts(user)

@@ -22,6 +22,7 @@ from stores.errors import InvalidInput, MnemographError, NotFound, ServiceUnavai
 from stores.ids import check_id
 from stores.lifecycle import delete_user, export_user
 from stores.services import Services, open_services
+from web import mount_inspector
 
 MAX_BODY_BYTES = 256 * 1024
 ENDPOINTS: list[Any] = [
@@ -307,4 +308,5 @@ def create_app(services: Services | None = None) -> FastAPI:
         per_req_config_modifier=modifier,
         enabled_endpoints=ENDPOINTS,
     )
+    mount_inspector(app)
     return app

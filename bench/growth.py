@@ -81,9 +81,8 @@ async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     settings = Settings(data_dir=data_dir, model="fake")
     rows: list[dict[str, Any]] = []
     async with open_services(
-        settings, chat_model=EchoChatModel(), with_graph=False, with_embeddings=False
-    ) as services:
-        services.memory = None  # growth of the short-term layer only
+        settings, chat_model=EchoChatModel(), with_graph=False, with_memory=False
+    ) as services:  # growth of the short-term layer only
         for strategy in args.strategies.split(","):
             for delta in (True, False):
                 rows += await one_run(

@@ -60,7 +60,7 @@ def create_keys(n: int, data_dir: Path, prefix: str) -> list[str]:
         "import asyncio,sys\n"
         "from stores.services import open_services\n"
         "async def main():\n"
-        "    async with open_services(with_embeddings=False, with_graph=False) as s:\n"
+        "    async with open_services(with_graph=False) as s:\n"
         f"        for i in range({n}):\n"
         f"            _, key = await s.users.create(f'{prefix}-{{i}}')\n"
         "            print(key)\n"

@@ -16,6 +16,7 @@ from nodes.call_model import call_model
 from nodes.extract_knowledge import extract_knowledge
 from nodes.load_memory import load_memory
 from nodes.summarize import summarize
+from nodes.write_memory import write_memory
 
 # Memory writes come after the reply, so model output never becomes memory mid-turn.
 PIPELINE: Sequence[tuple[str, Any]] = (
@@ -23,6 +24,7 @@ PIPELINE: Sequence[tuple[str, Any]] = (
     ("call_model", call_model),
     ("summarize", summarize),
     ("extract_knowledge", extract_knowledge),
+    ("write_memory", write_memory),
 )
 
 

@@ -14,7 +14,10 @@ Canonical form
   The surface form is kept as ``display`` for readable prompt lines.
 * **Predicates** are snake_case. A small vocabulary (:data:`PREDICATE_SYNONYMS`) maps common
   phrasings to canonical names ("live in", "resides in" → ``lives_in``); anything else is
-  kept as its own snake_case predicate (free predicates are allowed).
+  kept as its own snake_case predicate (free predicates are allowed). "favorite" is spelled
+  "favourite", so ``favorite_band`` and ``favourite_band`` are one relation.
+* **Objects** are entities like subjects, except that an ``age`` keeps only its number
+  ("29 years old" → ``"29"``), so restating an age in other words is not a contradiction.
 * **Single-valued predicates** (:data:`SINGLE_VALUED`) hold one current object per subject:
   a new object invalidates the old relation (its ``invalid_at`` is set) instead of deleting
   it, so history survives.
@@ -63,7 +66,10 @@ _VOCABULARY: dict[str, tuple[str, ...]] = {
     "occupation": ("job", "profession", "works_as", "work_as", "job_title", "is_a_job", "role"),
     "studies_at": ("study_at", "studying_at", "student_at", "attends", "goes_to_school_at"),
     "likes": ("like", "loves", "love", "enjoys", "enjoy", "is_fond_of", "fan_of", "prefers"),
-    "dislikes": ("dislike", "hates", "hate", "does_not_like", "doesnt_like", "not_like"),
+    "dislikes": (
+        "dislike", "hates", "hate", "does_not_like", "doesnt_like", "not_like", "can_t_stand",
+        "cannot_stand", "can_not_stand",
+    ),
     "has_pet": ("owns_pet", "pet", "has_a_pet", "has_dog", "has_cat"),
     "owns": ("own", "has_car", "possesses"),
     "speaks": ("speak", "speaks_language", "language"),
@@ -214,6 +220,8 @@ def normalize_predicate(text: str) -> str:
     pred = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", pred)  # camelCase -> camel_Case
     pred = re.sub(r"[^0-9a-zA-Z]+", "_", pred).strip("_").casefold()
     pred = re.sub(r"_+", "_", pred)[:MAX_PREDICATE_CHARS].strip("_")
+    # One spelling, so "favorite_band" and "favourite_band" are the same relation.
+    pred = re.sub(r"(^|_)favorite(?=_|$)", r"\1favourite", pred)
     if pred in PREDICATE_SYNONYMS:
         return PREDICATE_SYNONYMS[pred]
     for prefix in ("is_", "has_", "was_"):
@@ -221,6 +229,22 @@ def normalize_predicate(text: str) -> str:
         if pred.startswith(prefix) and rest in CANONICAL_PREDICATES:
             return rest
     return pred
+
+
+_AGE_UNIT = re.compile(r"^(\d{1,3})\s*(?:years?(?:\s+old)?|yrs?(?:\s+old)?|y/?o)$")
+
+
+def normalize_object(predicate: str, key: str) -> str:
+    """Predicate-aware cleanup of an already normalized object key.
+
+    Models often say an age with its unit ("29 years old"); the canonical value is the
+    number, so "I'm 29" and "29 years old" are one fact and a later "30" replaces it.
+    """
+    if predicate == "age":
+        found = _AGE_UNIT.match(key)
+        if found:
+            return found.group(1)
+    return key
 
 
 def prepare(
@@ -235,11 +259,8 @@ def prepare(
     single_seen: dict[tuple[str, str], tuple[str, str, str]] = {}
     for raw in triples:
         t = raw if isinstance(raw, Triple) else Triple.model_validate(raw)
-        s, p, o = (
-            normalize_entity(t.subject),
-            normalize_predicate(t.predicate),
-            (normalize_entity(t.object)),
-        )
+        s, p = normalize_entity(t.subject), normalize_predicate(t.predicate)
+        o = normalize_object(p, normalize_entity(t.object))
         if not s or not p or not o or s == o or t.confidence < min_confidence:
             continue
         key = (s, p, o)

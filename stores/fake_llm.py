@@ -50,8 +50,9 @@ class EchoChatModel(BaseChatModel):
         function = tool.get("function", tool)
         params = function.get("parameters", {})
         props = params.get("properties", {})
-        args = {
-            name: [] for name in params.get("required", []) if props.get(name, {}).get("type") == "array"
+        required = params.get("required", [])
+        args: dict[str, Any] = {
+            name: [] for name in required if props.get(name, {}).get("type") == "array"
         }
         return AIMessage(
             content="",

@@ -78,6 +78,7 @@ async def open_services(
     chat_model: BaseChatModel | None = None,
     embeddings: Embeddings | None = None,
     with_embeddings: bool = True,
+    with_memory: bool = True,
     with_graph: bool = True,
 ) -> AsyncIterator[Services]:
     """Open Postgres (embedded unless ``DATABASE_URL``), set up every table once, and yield.
@@ -139,16 +140,16 @@ async def open_services(
         await services.threads.setup()
         services.users = UserRegistry(pool)
         await services.users.setup()
-        # --- issue 4: long-term memory (hybrid recall over the store's own table) ---------
-        from stores.memory_store import MemoryConfig, MemoryStore
+        if with_memory:  # long-term memory: hybrid recall beside the store's own table
+            from stores.memory_store import MemoryConfig, MemoryStore
 
-        services.memory = MemoryStore(
-            pool,
-            services.embeddings,
-            config=MemoryConfig.from_settings(settings),
-            dims=settings.embedding_dims,
-        )
-        await services.memory.setup()
+            services.memory = MemoryStore(
+                pool,
+                services.embeddings,
+                config=MemoryConfig.from_settings(settings),
+                dims=settings.embedding_dims,
+            )
+            await services.memory.setup()
         # --- end issue 4 ------------------------------------------------------------------
         # --- issue 3: knowledge graph + its Postgres outbox (stores/graph_services.py) ---
         if with_graph:

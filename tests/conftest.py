@@ -16,7 +16,7 @@ from stores.pg_embedded import start_embedded_postgres
 from stores.services import Services, open_services
 from stores.settings import Settings
 
-pytest_plugins = ["tests.fixtures_graph"]
+pytest_plugins = ["tests.fixtures_graph", "tests.fixtures_memory"]  # issue 4: memory fixtures
 
 SYSTEM_PG_URL = os.environ.get(
     "MNEMOGRAPH_TEST_SYSTEM_PG", "postgresql://postgres@127.0.0.1:5432/postgres"

@@ -1,0 +1,143 @@
+"""After the reply: turn the last exchange into long-term memory items (fact, preference,
+semantic) and store them for the user, merging near-duplicates.
+
+It runs after ``call_model``, so the model's words never become memory mid-turn, and items
+must come from the user's own message (the reply is context, not a source). It never raises
+into the turn: the answer is already out, so a failed extraction or write is logged and
+skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
+from langgraph.runtime import Runtime
+from pydantic import BaseModel, Field
+
+from graph import prompts
+from graph.context import Context
+from graph.state import AgentState
+
+log = logging.getLogger(__name__)
+
+MAX_ITEMS_PER_TURN = 8
+MAX_INPUT_CHARS = 4000
+
+
+class ExtractedMemory(BaseModel):
+    """One thing worth remembering about the user."""
+
+    type: Literal["fact", "preference", "semantic"] = Field(
+        description="fact (about the user's life), preference (likes/dislikes/habits), "
+        "or semantic (general knowledge the user wants kept)"
+    )
+    text: str = Field(description="One short self-contained sentence, third person.")
+    importance: float = Field(ge=0.0, le=1.0, description="0-1; 0.9 identity/health/family")
+    subject: str | None = Field(
+        default=None,
+        description="Optional stable key for single-valued facts, e.g. 'user.home_city', so "
+        "a later change replaces the old value.",
+    )
+    source_ids: list[str] = Field(
+        default_factory=list, description="Ids of the messages this item comes from."
+    )
+
+
+class ExtractedMemories(BaseModel):
+    """Everything worth remembering from the last exchange (often nothing)."""
+
+    items: list[ExtractedMemory] = Field(default_factory=list)
+
+
+def last_exchange(messages: Sequence[BaseMessage]) -> list[BaseMessage]:
+    """The newest human message and the assistant messages around it (question, reply)."""
+    for i in range(len(messages) - 1, -1, -1):
+        if isinstance(messages[i], HumanMessage):
+            before = [m for m in messages[max(0, i - 1) : i] if isinstance(m, AIMessage)]
+            after = [m for m in messages[i + 1 : i + 2] if isinstance(m, AIMessage)]
+            return [*before, messages[i], *after]
+    return []
+
+
+def _render(messages: Sequence[BaseMessage]) -> str:
+    lines = []
+    for m in messages:
+        role = "user" if isinstance(m, HumanMessage) else "assistant"
+        lines.append(f"{m.id or '-'}: {role}: {m.text[:MAX_INPUT_CHARS]}")
+    return "\n".join(lines)
+
+
+async def extract_memories(
+    model: BaseChatModel, messages: Sequence[BaseMessage]
+) -> list[ExtractedMemory]:
+    """Ask the model for items; keep those that cite (or default to) the user's message.
+
+    ``method="function_calling"`` because llama.cpp's server rejects ``json_schema``.
+    """
+    human_ids = {m.id for m in messages if isinstance(m, HumanMessage) and m.id}
+    prompt = [
+        SystemMessage(content=prompts.EXTRACT_MEMORIES_SYSTEM),
+        HumanMessage(content=prompts.EXTRACT_MEMORIES_INPUT.format(messages=_render(messages))),
+    ]
+    structured = model.with_structured_output(ExtractedMemories, method="function_calling")
+    result = await structured.ainvoke(prompt)
+    if result is None:
+        return []
+    parsed = (
+        result
+        if isinstance(result, ExtractedMemories)
+        else ExtractedMemories.model_validate(result)
+    )
+    kept: list[ExtractedMemory] = []
+    for item in parsed.items[:MAX_ITEMS_PER_TURN]:
+        if not item.text.strip():
+            continue
+        cited = [s for s in item.source_ids if s in human_ids]
+        if item.source_ids and not cited:
+            log.debug("dropped a memory sourced only from assistant messages")
+            continue
+        item.source_ids = cited or sorted(human_ids)
+        kept.append(item)
+    return kept
+
+
+async def write_memory(state: AgentState, runtime: Runtime[Context]) -> dict[str, Any]:
+    """Extract items from the last exchange and store them for ``context.user_id``.
+
+    Writes no graph state; every failure is logged and the turn goes on.
+    """
+    from stores.services import services_for
+
+    try:
+        ctx = runtime.context or Context()
+        exchange = last_exchange(state.get("messages", []))
+        if not any(isinstance(m, HumanMessage) for m in exchange):
+            return {}
+        services = await services_for(runtime)
+        memory = getattr(services, "memory", None)
+        if memory is None:
+            return {}
+        items = await extract_memories(services.chat_model(), exchange)
+        redact = getattr(services, "redact", None)
+        said_at = datetime.now(UTC)
+        for item in items:
+            await memory.add(
+                ctx.user_id,
+                redact(item.text) if callable(redact) else item.text,
+                event_at=said_at,
+                kind=item.type,
+                importance=item.importance,
+                provenance=item.source_ids,
+                subject=item.subject,
+                metadata={"source": "conversation"},
+            )
+        if items:
+            log.debug("wrote %d memories for %s", len(items), ctx.user_id)
+    except Exception as exc:  # the reply is already out; memory must not fail the turn
+        log.warning("memory write skipped: %s: %s", type(exc).__name__, exc)
+    return {}

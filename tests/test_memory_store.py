@@ -1,0 +1,205 @@
+"""Long-term memory: per-user isolation, hybrid search, dedup-update, ordering by recency and
+importance, token budgets, export/delete, and the full-text fallback without pgvector."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from langchain_core.messages.utils import count_tokens_approximately
+
+from stores.errors import InvalidInput, NotFound
+from stores.memory_store import MemoryStore, NewMemory, recall_memories, with_neighbour_context
+
+
+def _uid() -> str:
+    return f"u-{uuid.uuid4().hex[:10]}"
+
+
+async def _age(store: MemoryStore, user: str, memory_id: str, days: float) -> None:
+    """Pretend an item was last seen ``days`` ago (the API always stamps 'now')."""
+    then = (datetime.now(UTC) - timedelta(days=days)).isoformat()
+    async with store._pool.connection() as conn:
+        await conn.execute(
+            "UPDATE store SET value = jsonb_set(value, '{last_seen_at}', to_jsonb(%s::text)) "
+            "WHERE prefix = %s AND key = %s",
+            (then, f"{user}.memories", memory_id),
+        )
+
+
+async def test_recall_is_per_user(memory_store: MemoryStore) -> None:
+    alice, bob = _uid(), _uid()
+    await memory_store.add(alice, "User's dog is a beagle named Rex", kind="fact")
+    await memory_store.add(alice, "User prefers oat milk in coffee", kind="preference")
+    hits = await memory_store.search(alice, "what is my dog called?", k=5)
+    assert hits and "Rex" in hits[0].item.text
+    assert all(h.item.user_id == alice for h in hits)
+    assert await memory_store.search(bob, "what is my dog called?", k=5) == []
+    assert await recall_memories(memory_store, bob, "dog", k=5, token_budget=500) == []
+    with pytest.raises(NotFound):
+        await memory_store.get(bob, hits[0].item.id)
+    with pytest.raises(NotFound):
+        await memory_store.delete(bob, hits[0].item.id)
+
+
+async def test_semantic_match_without_shared_words(memory_store: MemoryStore) -> None:
+    user = _uid()
+    await memory_store.add(user, "User is allergic to peanuts", kind="fact", importance=0.9)
+    await memory_store.add(user, "User's favourite band is Radiohead", kind="preference")
+    hits = await memory_store.search(user, "food intolerance", k=2)
+    assert hits[0].item.text == "User is allergic to peanuts"
+    assert hits[0].vector_rank is not None
+
+
+async def test_near_duplicate_updates_existing(memory_store: MemoryStore) -> None:
+    user = _uid()
+    first = await memory_store.add(user, "User likes green tea", importance=0.4, provenance=["m1"])
+    again = await memory_store.add(user, "User likes green tea.", importance=0.4, provenance=["m2"])
+    assert again.id == first.id
+    assert again.importance > first.importance - 1e-9 and again.importance == pytest.approx(0.5)
+    assert again.seen_count == 2 and again.provenance == ["m1", "m2"]
+    assert again.last_seen_at >= first.last_seen_at
+    assert await memory_store.count(user) == 1
+    stored = await memory_store.get(user, first.id)
+    assert stored.provenance == ["m1", "m2"] and stored.seen_count == 2
+
+
+async def test_same_subject_replaces_value(memory_store: MemoryStore) -> None:
+    user = _uid()
+    paris = await memory_store.add(user, "User lives in Paris", subject="user.home_city")
+    berlin = await memory_store.add(user, "User lives in Berlin", subject="user.home_city")
+    assert berlin.id == paris.id
+    assert (await memory_store.get(user, paris.id)).text == "User lives in Berlin"
+    hits = await memory_store.search(user, "where does the user live", k=5)
+    assert [h.item.text for h in hits] == ["User lives in Berlin"]
+
+
+async def test_distinct_facts_are_not_merged(memory_store: MemoryStore) -> None:
+    user = _uid()
+    await memory_store.add(user, "User's sister is called Ana")
+    await memory_store.add(user, "User works as a nurse in Lisbon")
+    assert await memory_store.count(user) == 2
+
+
+async def test_importance_orders_similar_items(memory_store: MemoryStore) -> None:
+    user = _uid()
+    low = await memory_store.add(user, "User plays tennis on Fridays", importance=0.1)
+    high = await memory_store.add(user, "User plays tennis on Mondays", importance=0.9)
+    hits = await memory_store.search(user, "tennis", k=2)
+    assert [h.item.id for h in hits] == [high.id, low.id]
+    # Relevance alone does not decide it: with importance weighted out the order may differ.
+    only_imp = await memory_store.search(user, "tennis", k=2, weights=(0.0, 1.0, 0.0))
+    assert only_imp[0].item.id == high.id
+
+
+async def test_recency_orders_similar_items(memory_store: MemoryStore) -> None:
+    user = _uid()
+    old = await memory_store.add(user, "User is reading Dune", importance=0.5)
+    new = await memory_store.add(user, "User is reading Dune Messiah", importance=0.5)
+    await _age(memory_store, user, new.id, days=0)
+    await _age(memory_store, user, old.id, days=120)
+    hits = await memory_store.search(user, "which book is the user reading", k=2)
+    assert hits[0].item.id == new.id
+    assert hits[0].recency > 0.99 > 0.1 > hits[1].recency
+    # And the other way round once the newer one is the stale one.
+    await _age(memory_store, user, new.id, days=365)
+    await _age(memory_store, user, old.id, days=0)
+    hits = await memory_store.search(user, "which book is the user reading", k=2)
+    assert hits[0].item.id == old.id
+
+
+async def test_event_time_is_kept_and_rendered(memory_store: MemoryStore) -> None:
+    user = _uid()
+    said = datetime(2023, 5, 8, 13, 56, tzinfo=UTC)
+    await memory_store.add(user, "User went to a support group yesterday", event_at=said)
+    recalled = await recall_memories(memory_store, user, "support group", k=3, token_budget=200)
+    assert recalled[0]["text"].startswith("[08 May 2023] ")
+    assert recalled[0]["kind"] == "memory" and recalled[0]["source"]
+
+
+async def test_token_budget_is_respected(memory_store: MemoryStore) -> None:
+    user = _uid()
+    await memory_store.add_many(
+        user,
+        [NewMemory(text=f"User visited museum number {i} in Rome", kind="fact") for i in range(20)],
+    )
+    for budget in (20, 60, 200):
+        recalled = await recall_memories(
+            memory_store, user, "museum Rome", k=20, token_budget=budget
+        )
+        used = sum(count_tokens_approximately([r["text"]]) for r in recalled)
+        assert recalled and used <= budget
+    assert len(await recall_memories(memory_store, user, "museum", k=3, token_budget=10_000)) == 3
+
+
+async def test_neighbour_context_is_searched_not_returned(memory_store: MemoryStore) -> None:
+    user = _uid()
+    turns = [
+        NewMemory(text="A: What did you do at the weekend?", provenance=["D1:1"]),
+        NewMemory(text="B: We went kayaking on the lake!", provenance=["D1:2"]),
+        NewMemory(text="A: Sounds fun.", provenance=["D1:3"]),
+    ]
+    await memory_store.add_many(user, with_neighbour_context(turns, window=1))
+    # "weekend" is only in D1:1's own words, and in D1:2's context: own words rank first,
+    # the neighbour is still found, and what comes back is its text alone.
+    hits = await memory_store.search(user, "weekend", k=3)
+    assert [h.item.provenance for h in hits[:2]] == [["D1:1"], ["D1:2"]]
+    assert hits[1].item.text == "B: We went kayaking on the lake!"
+
+
+async def test_export_and_delete_user_leave_nothing(memory_store: MemoryStore) -> None:
+    user, other = _uid(), _uid()
+    await memory_store.add(user, "User has two cats")
+    await memory_store.add(user, "User runs marathons")
+    await memory_store.add(other, "User has a parrot")
+    exported = await memory_store.export_user(user)
+    assert {e["text"] for e in exported} == {"User has two cats", "User runs marathons"}
+    assert await memory_store.delete_user(user) == 2
+    async with memory_store._pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT (SELECT count(*) FROM store WHERE prefix = %s) AS s, "
+            "(SELECT count(*) FROM mnemo_memory_index WHERE user_id = %s) AS i",
+            (f"{user}.memories", user),
+        )
+        row = await cur.fetchone()
+    assert row == {"s": 0, "i": 0}
+    assert await memory_store.count(other) == 1
+
+
+async def test_single_delete_cascades_to_index(memory_store: MemoryStore) -> None:
+    user = _uid()
+    item = await memory_store.add(user, "User owns a red bicycle")
+    await memory_store.delete(user, item.id)
+    assert await memory_store.search(user, "red bicycle", k=3) == []
+
+
+async def test_bad_input_is_refused(memory_store: MemoryStore) -> None:
+    with pytest.raises(InvalidInput):
+        await memory_store.add(_uid(), "   ")
+    with pytest.raises(InvalidInput):
+        await memory_store.add(_uid(), "text", kind="gossip")
+    with pytest.raises(InvalidInput):
+        await memory_store.add("bad user/../", "text")
+
+
+async def test_full_text_fallback_without_pgvector(
+    fts_memory_store: MemoryStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = fts_memory_store
+    assert store.vector_enabled is False
+    with caplog.at_level(logging.WARNING, logger="stores.memory_store"):
+        await store.setup()  # idempotent, and says why search is text-only
+    assert any("pgvector" in r.getMessage() for r in caplog.records)
+    user, other = _uid(), _uid()
+    await store.add(user, "User's daughter plays the violin", importance=0.7)
+    await store.add(user, "User is training for a marathon", importance=0.5)
+    again = await store.add(user, "user's daughter plays the violin")
+    assert await store.count(user) == 2 and again.seen_count == 2
+    hits = await store.search(user, "Which instrument does my daughter play?", k=5)
+    assert hits and "violin" in hits[0].item.text and hits[0].vector_rank is None
+    assert await store.search(other, "violin", k=5) == []
+    recalled = await recall_memories(store, user, "marathon training", k=3, token_budget=100)
+    assert recalled and "marathon" in recalled[0]["text"]
+    assert await store.delete_user(user) == 2

@@ -258,14 +258,11 @@ async def test_graph_routes_are_per_user(
 
     services: Services = app.state.services
     assert services.graph is not None
-    await services.graph.upsert_triples(
-        alice.user_id, [Triple(subject="user", predicate="lives_in", object="Paris", confidence=0.9)],
-        thread_id="g", message_id="m1", at_ms=1_700_000_000_000,
-    )  # fmt: skip
-    await services.graph.upsert_triples(
-        alice.user_id, [Triple(subject="user", predicate="lives_in", object="Berlin", confidence=0.9)],
-        thread_id="g", message_id="m2", at_ms=1_700_000_100_000,
-    )  # fmt: skip
+    for city, at_ms in (("Paris", 1_700_000_000_000), ("Berlin", 1_700_000_100_000)):
+        triple = Triple(subject="user", predicate="lives_in", object=city, confidence=0.9)
+        await services.graph.upsert_triples(
+            alice.user_id, [triple], thread_id="g", message_id=f"m-{city}", at_ms=at_ms
+        )
     current = (await client.get("/graph", headers=alice.headers)).json()["facts"]
     assert [(f["predicate"], f["object"]) for f in current] == [("lives_in", "berlin")] or any(
         "berlin" in json.dumps(f).lower() for f in current
@@ -367,8 +364,11 @@ async def test_health_and_stats(client: httpx.AsyncClient, alice: Caller) -> Non
 
 async def test_openapi_lists_every_route(client: httpx.AsyncClient) -> None:
     spec = (await client.get("/openapi.json")).json()
-    for path in ["/threads", "/threads/{thread_id}", "/memories", "/memories/{memory_id}", "/graph",
-                 "/graph/history", "/me/export", "/me", "/health", "/stats", "/agent/invoke"]:  # fmt: skip
+    expected = [
+        "/threads", "/threads/{thread_id}", "/memories", "/memories/{memory_id}", "/graph",
+        "/graph/history", "/me/export", "/me", "/health", "/stats", "/agent/invoke",
+    ]  # fmt: skip
+    for path in expected:
         assert path in spec["paths"], path
 
 
@@ -380,8 +380,11 @@ async def test_more_concurrent_threads_than_pool_connections(
     n = services.settings.pool_max_size + 5
     results = await asyncio.gather(
         *[
-            client.post("/agent/invoke", json=agent_body(f"p-{i}-{uuid.uuid4().hex[:4]}", "hi"),
-                        headers=alice.headers)  # fmt: skip
+            client.post(
+                "/agent/invoke",
+                json=agent_body(f"p-{i}-{uuid.uuid4().hex[:4]}", "hi"),
+                headers=alice.headers,
+            )
             for i in range(n)
         ]
     )

@@ -85,3 +85,52 @@ def test_no_model_configured(pg_url: str, data_dir: Path, uid: str, tid: str) ->
     env = cli_env(pg_url, data_dir, MNEMOGRAPH_MODEL="gpt-4o-mini")
     res = mg("chat", "--user", uid, "--thread", tid, "-m", "x", env=env)
     assert_one_error_line(res, "no chat model configured", "OPENAI_API_KEY")
+
+
+def test_memories_and_users_commands(pg_url: str, data_dir: Path, tmp_path: Path) -> None:
+    env = cli_env(pg_url, data_dir)
+    created = mg("users", "create", f"cli-{tmp_path.name[-12:]}", env=env)
+    assert created.returncode == 0, created.stderr
+    fields = dict(line.split(": ", 1) for line in created.stdout.splitlines() if ": " in line)
+    user_id, key = fields["user_id"], fields["api_key"]
+    assert key.startswith("mg_")
+    listed = mg("users", "list", env=env)
+    assert user_id in listed.stdout and key not in listed.stdout
+
+    added = mg("memories", "add", "--user", user_id, "--text", "My cat Miso likes tuna", env=env)
+    assert added.returncode == 0, added.stderr
+    history = tmp_path / "turns.jsonl"
+    history.write_text(
+        '{"text": "I am training for the Berlin marathon", "speaker": "Ana", "id": "d1"}\n'
+        '{"text": "My brother lives in Lisbon", "at": "2024-05-01T10:00:00", "id": "d2"}\n'
+    )
+    imported = mg("memories", "import", "--user", user_id, str(history), env=env)
+    assert imported.returncode == 0, imported.stderr
+    assert "imported 2" in imported.stdout
+    found = mg("memories", "search", "--user", user_id, "marathon", env=env)
+    assert "Berlin marathon" in found.stdout
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "fine"}\n{not json}\n')
+    res = mg("memories", "import", "--user", user_id, str(bad), env=env)
+    assert_one_error_line(res, "line 2")
+    res = mg("memories", "import", "--user", user_id, str(tmp_path / "missing.jsonl"), env=env)
+    assert_one_error_line(res, "no such file")
+    res = mg("memories", "add", "--user", "bad id", "--text", "x", env=env)
+    assert_one_error_line(res, "invalid user id")
+
+    exported = mg("users", "export", "--user", user_id, env=env)
+    doc = json.loads(exported.stdout)
+    assert len(doc["memories"]) == 3
+    deleted = mg("users", "delete", "--user", user_id, "--yes", env=env)
+    assert deleted.returncode == 0, deleted.stderr
+    again = json.loads(mg("users", "export", "--user", user_id, env=env).stdout)
+    assert again["memories"] == [] and again["threads"] == []
+
+
+def test_graph_command(pg_url: str, data_dir: Path, uid: str) -> None:
+    res = mg("graph", "--user", uid, "--json", env=cli_env(pg_url, data_dir))
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout) == []
+    res = mg("graph", "--user", "no/slash", env=cli_env(pg_url, data_dir))
+    assert_one_error_line(res, "invalid user id")

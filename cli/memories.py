@@ -1,6 +1,6 @@
 """``mnemograph memories …``: add, search and import a user's long-term memories directly.
 
-Mounted by ``cli.py`` as a typer sub-app. It goes through the same ``open_services`` and
+Mounted by ``cli`` as a typer sub-app. It goes through the same ``open_services`` and
 :class:`stores.memory_store.MemoryStore` as the graph, so an import is searchable in chat.
 Bad input prints one error line and exits non-zero; nothing is stored from a bad import file.
 """
@@ -9,20 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
-import os
-import sys
-from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from cli.common import UserOpt, err, out, run
 from stores.errors import InvalidInput, MnemographError
 from stores.ids import check_id
 
@@ -30,46 +26,8 @@ memories_app = typer.Typer(
     name="memories",
     help="Long-term memories: add, search, import history.",
     no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=False,
 )
-out = Console()
-err = Console(stderr=True, soft_wrap=True)
-T = TypeVar("T")
-
-UserOpt = Annotated[str, typer.Option("--user", "-u", help="User id (owner of the memories).")]
 IMPORT_BATCH = 128
-
-
-def _run(factory: Callable[[], Awaitable[T]]) -> T:
-    """Run a command body; known failures become one error line and a non-zero exit."""
-    logging.basicConfig(
-        level=os.environ.get("MNEMOGRAPH_LOG_LEVEL", "WARNING").upper(), stream=sys.stderr
-    )
-    debug = bool(os.environ.get("MNEMOGRAPH_DEBUG"))
-    try:
-        return asyncio.run(_call(factory))
-    except MnemographError as exc:
-        if debug:
-            raise
-        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
-        raise typer.Exit(2 if isinstance(exc, InvalidInput) else 1) from None
-    except KeyboardInterrupt:
-        raise typer.Exit(130) from None
-    except Exception as exc:
-        if debug:
-            raise
-        first = str(exc).splitlines()[0] if str(exc) else ""
-        err.print(
-            f"[red]error:[/red] {type(exc).__name__}: {escape(first)}"
-            " (set MNEMOGRAPH_DEBUG=1 for a traceback)",
-            highlight=False,
-        )
-        raise typer.Exit(1) from None
-
-
-async def _call(factory: Callable[[], Awaitable[T]]) -> T:
-    return await factory()
 
 
 def _memory(services: Any) -> Any:
@@ -95,7 +53,7 @@ def add(
             item = await _memory(services).add(user, text, kind=kind, importance=importance)
         out.print(f"{item.id}\t{escape(item.text)}", highlight=False)
 
-    _run(body)
+    run(body)
 
 
 @memories_app.command("search")
@@ -128,7 +86,7 @@ def search(
         if not hits:
             out.print("no matching memories")
 
-    _run(body)
+    run(body)
 
 
 def parse_import_line(line: str, lineno: int) -> Any:
@@ -222,4 +180,4 @@ def import_(
                     progress.advance(task, len(chunk))
         out.print(f"imported {len(items)} memories for {user}")
 
-    _run(body)
+    run(body)

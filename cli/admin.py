@@ -1,0 +1,66 @@
+"""Operating the service: inspect a user's knowledge graph, serve HTTP."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+
+from cli.common import UserOpt, err, out, run, validate_ids
+from stores.errors import MnemographError
+
+
+def graph(
+    user: UserOpt,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Print a user's current knowledge-graph facts."""
+    validate_ids(user=user)
+
+    async def body() -> None:
+        from graph.kg import fact_line
+        from stores.errors import ServiceUnavailable
+        from stores.services import open_services
+
+        async with open_services() as services:
+            if services.graph is None:
+                raise ServiceUnavailable("graph server", "not reachable; see the log above")
+            facts = await services.graph.current_facts(user)
+        if as_json:
+            sys.stdout.write(json.dumps(facts, ensure_ascii=False, default=str) + "\n")
+            return
+        for fact in facts:
+            out.print(escape(fact_line(fact)))
+        if not facts:
+            out.print(f"no facts for {user}")
+
+    run(body)
+
+
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
+    workers: Annotated[int, typer.Option(min=1, help="Uvicorn worker processes.")] = 1,
+) -> None:
+    """Serve the HTTP API, LangServe /agent and the inspector page."""
+    import uvicorn
+
+    logging.basicConfig(level=os.environ.get("MNEMOGRAPH_LOG_LEVEL", "WARNING").upper())
+    try:
+        uvicorn.run(
+            "server:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level="warning",
+            access_log=False,
+        )
+    except MnemographError as exc:
+        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
+        raise typer.Exit(1) from None

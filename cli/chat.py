@@ -1,0 +1,156 @@
+"""Conversation commands: chat in a thread, list threads, print a thread's history."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from cli.common import ThreadOpt, UserOpt, out, run, strategy, validate_ids
+from graph.context import STRATEGIES, Context
+from stores.errors import InvalidInput
+
+
+def chat(
+    user: UserOpt,
+    thread: ThreadOpt,
+    message: Annotated[
+        str | None, typer.Option("--message", "-m", help="Answer this one message and exit.")
+    ] = None,
+    strategy_name: Annotated[
+        str,
+        typer.Option("--strategy", help="Short-term memory: " + ", ".join(STRATEGIES)),
+    ] = "summary_buffer",
+    window_k: Annotated[int, typer.Option(min=1, help="Exchanges kept by 'window'.")] = 4,
+    max_tokens: Annotated[int, typer.Option(min=16, help="Token budget for 'tokens'.")] = 2000,
+    summary_trigger: Annotated[
+        int, typer.Option(min=16, help="'summary_buffer': summarize past this many tokens.")
+    ] = 2000,
+    buffer_tokens: Annotated[
+        int, typer.Option(min=8, help="'summary_buffer': recent messages kept, in tokens.")
+    ] = 1000,
+) -> None:
+    """Chat in a thread; with -m, answer once and exit (for scripts)."""
+    validate_ids(user=user, thread=thread)
+
+    async def body() -> None:
+        from langchain_core.messages import HumanMessage
+
+        from graph.builder import build_graph
+        from stores.services import open_services
+
+        async with open_services() as services:
+            assert services.threads is not None
+            await services.threads.claim(user, thread, title=(message or "")[:60])
+            graph = build_graph(services.checkpointer, services.store)
+            ctx = Context(
+                user_id=user,
+                strategy=strategy(strategy_name),
+                window_k=window_k,
+                max_tokens=max_tokens,
+                summary_trigger_tokens=summary_trigger,
+                buffer_tokens=buffer_tokens,
+                services=services,
+            )
+            config: Any = {"configurable": {"thread_id": thread}}
+
+            async def turn(text: str) -> None:
+                if not text.strip():
+                    raise InvalidInput("empty message")
+                stream: Any = graph.astream(
+                    {"messages": [HumanMessage(content=text)]},
+                    config,
+                    context=ctx,
+                    stream_mode="messages",
+                    durability=services.settings.durability,
+                )
+                async for chunk, meta in stream:
+                    if meta.get("langgraph_node") == "call_model" and chunk.text:
+                        out.print(chunk.text, end="", markup=False, highlight=False)
+                out.print()
+
+            if message is not None:
+                await turn(message)
+                return
+            out.print(f"[dim]thread {thread} — type /exit or Ctrl-D to leave[/dim]")
+            while True:
+                try:
+                    text = await asyncio.to_thread(input, "you> ")
+                except EOFError:
+                    return
+                if text.strip() in ("/exit", "/quit"):
+                    return
+                if text.strip():
+                    await turn(text)
+
+    run(body)
+
+
+def threads(user: UserOpt) -> None:
+    """List a user's threads, newest first."""
+    validate_ids(user=user)
+
+    async def body() -> None:
+        from stores.services import open_services
+
+        async with open_services(with_graph=False) as services:
+            assert services.threads is not None
+            rows = await services.threads.list(user)
+        table = Table("thread", "title", "created", "updated")
+        for r in rows:
+            table.add_row(
+                r.thread_id,
+                r.title,
+                f"{r.created_at:%Y-%m-%d %H:%M}",
+                f"{r.updated_at:%Y-%m-%d %H:%M}",
+            )
+        out.print(table if rows else f"no threads for {user}")
+
+    run(body)
+
+
+def history(
+    thread: ThreadOpt,
+    user: Annotated[
+        str | None, typer.Option("--user", "-u", help="Only show it if this user owns it.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Print a thread's messages and its rolling summary."""
+    validate_ids(thread=thread, user=user)
+
+    async def body() -> None:
+        from graph.builder import build_graph
+        from stores.services import open_services
+
+        async with open_services(with_graph=False) as services:
+            assert services.threads is not None
+            info = await services.threads.get(thread, user)
+            graph = build_graph(services.checkpointer, services.store)
+            snapshot = await graph.aget_state({"configurable": {"thread_id": thread}})
+        values = snapshot.values or {}
+        messages = [
+            {"id": m.id, "type": m.type, "content": m.text} for m in values.get("messages", [])
+        ]
+        doc = {
+            "thread_id": thread,
+            "user_id": info.user_id,
+            "summary": values.get("summary", ""),
+            "turns": values.get("turn", 0),
+            "messages": messages,
+        }
+        if as_json:
+            sys.stdout.write(json.dumps(doc, ensure_ascii=False) + "\n")
+            return
+        if doc["summary"]:
+            out.print(f"[bold]summary[/bold]: {escape(str(doc['summary']))}")
+        for m in messages:
+            style = "cyan" if m["type"] == "human" else "green"
+            out.print(f"[{style}]{m['type']}[/{style}]: {escape(m['content'])}")
+
+    run(body)

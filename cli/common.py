@@ -1,0 +1,78 @@
+"""Plumbing every ``mnemograph`` command shares: consoles, the error contract, id checks.
+
+Errors a user can act on print one ``error:`` line and exit non-zero (2 for invalid input);
+anything unexpected prints its type and first line. ``MNEMOGRAPH_DEBUG=1`` shows tracebacks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from graph.context import STRATEGIES
+from stores.errors import InvalidInput, MnemographError
+from stores.ids import check_id
+
+out = Console()
+# soft_wrap: an error is one line, whatever the terminal width.
+err = Console(stderr=True, soft_wrap=True)
+T = TypeVar("T")
+
+UserOpt = Annotated[str, typer.Option("--user", "-u", help="User id.")]
+ThreadOpt = Annotated[str, typer.Option("--thread", "-t", help="Thread id.")]
+
+
+def run(factory: Callable[[], Awaitable[T]]) -> T:
+    """Run a command body; turn known failures into one error line and a non-zero exit."""
+    debug = bool(os.environ.get("MNEMOGRAPH_DEBUG"))
+    logging.basicConfig(
+        level=os.environ.get("MNEMOGRAPH_LOG_LEVEL", "WARNING").upper(), stream=sys.stderr
+    )
+    try:
+        return asyncio.run(_awaitable(factory))
+    except MnemographError as exc:
+        if debug:
+            raise
+        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
+        raise typer.Exit(2 if isinstance(exc, InvalidInput) else 1) from None
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+    except Exception as exc:
+        if debug:
+            raise
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        err.print(
+            f"[red]error:[/red] {type(exc).__name__}: {escape(first)}"
+            " (set MNEMOGRAPH_DEBUG=1 for a traceback)",
+            highlight=False,
+        )
+        raise typer.Exit(1) from None
+
+
+async def _awaitable(factory: Callable[[], Awaitable[T]]) -> T:
+    return await factory()
+
+
+def validate_ids(**ids: str | None) -> None:
+    """Refuse bad ids before anything opens a connection."""
+    for kind, value in ids.items():
+        if value is not None:
+            try:
+                check_id(f"{kind} id", value)
+            except InvalidInput as exc:
+                err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
+                raise typer.Exit(2) from None
+
+
+def strategy(value: str) -> Any:
+    if value not in STRATEGIES:
+        raise InvalidInput(f"unknown strategy {value!r}; choose one of {', '.join(STRATEGIES)}")
+    return value

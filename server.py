@@ -6,16 +6,20 @@ Run with ``mnemograph serve`` (or ``uvicorn --factory server:create_app``).
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import defaultdict, deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
+import openai
+import psycopg
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse
 from langserve import add_routes
-from pydantic import BaseModel, ConfigDict, Field
+from psycopg_pool import PoolTimeout
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from graph.agent import AgentInput, AgentRunnable, TurnRunner
 from stores.errors import InvalidInput, MnemographError, NotFound, ServiceUnavailable
@@ -35,6 +39,13 @@ class ThreadCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     thread_id: str = Field(..., description="Client-chosen id: letters, digits, _:@-")
     title: str = Field("", max_length=200)
+
+    @field_validator("title")
+    @classmethod
+    def _printable(cls, value: str) -> str:
+        if any(ord(c) < 32 or ord(c) == 127 for c in value):
+            raise ValueError("title contains control characters")
+        return value
 
 
 class ThreadOut(BaseModel):
@@ -81,8 +92,34 @@ class Latency:
         return out
 
 
+class RateLimiter:
+    """Per-user token bucket: ``per_min`` requests a minute, bursts up to ``per_min``.
+
+    In-process, so with several workers each enforces its own share; 0 turns it off.
+    """
+
+    def __init__(self, per_min: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.per_min = per_min
+        self.clock = clock
+        self._buckets: dict[str, tuple[float, float]] = {}
+
+    def allow(self, user_id: str) -> bool:
+        if self.per_min <= 0:
+            return True
+        now = self.clock()
+        tokens, last = self._buckets.get(user_id, (float(self.per_min), now))
+        tokens = min(float(self.per_min), tokens + (now - last) * self.per_min / 60.0)
+        if len(self._buckets) > 100_000:  # bound memory: forget idle users
+            self._buckets.clear()
+        if tokens < 1.0:
+            self._buckets[user_id] = (tokens, now)
+            return False
+        self._buckets[user_id] = (tokens - 1.0, now)
+        return True
+
+
 async def current_user(request: Request) -> str:
-    """The caller's user id, from `Authorization: Bearer <key>` or `X-API-Key`."""
+    """The caller's user id, from `Authorization: Bearer <key>` or `X-API-Key`; rate-limited."""
     header = request.headers.get("authorization", "")
     key = header[7:].strip() if header.lower().startswith("bearer ") else ""
     key = key or request.headers.get("x-api-key", "").strip()
@@ -91,6 +128,13 @@ async def current_user(request: Request) -> str:
     user_id = await request.app.state.users.authenticate(key)
     if user_id is None:
         raise HTTPException(401, "invalid API key")
+    limiter: RateLimiter | None = getattr(request.app.state, "limiter", None)
+    if limiter is not None and not limiter.allow(str(user_id)):
+        raise HTTPException(
+            429,
+            f"rate limit of {limiter.per_min} requests per minute exceeded; retry shortly",
+            headers={"Retry-After": str(max(1, round(60 / limiter.per_min)))},
+        )
     return str(user_id)
 
 
@@ -109,14 +153,26 @@ def create_app(services: Services | None = None) -> FastAPI:
             app.state.services = svc
             app.state.users = svc.users
             app.state.runner = agent.runner = TurnRunner(svc)
+            app.state.limiter = RateLimiter(svc.settings.rate_limit_per_min)
+
+        async def serve(svc: Services) -> AsyncIterator[None]:
+            await start(svc)
+            runner: TurnRunner = app.state.runner
+            # Memory work a dead process owed is finished in the background, not at startup.
+            recovery = asyncio.create_task(runner.recover_all(), name="recover-unfinished-runs")
+            try:
+                yield
+            finally:
+                await asyncio.gather(recovery, return_exceptions=True)
+                await runner.drain()
 
         if services is not None:
-            await start(services)
-            yield
+            async for _ in serve(services):
+                yield
             return
         async with open_services() as opened:
-            await start(opened)
-            yield
+            async for _ in serve(opened):
+                yield
 
     app = FastAPI(
         title="Mnemograph",
@@ -135,6 +191,40 @@ def create_app(services: Services | None = None) -> FastAPI:
         elif isinstance(exc, InvalidInput):
             status = 422
         return JSONResponse({"detail": str(exc)}, status_code=status)
+
+    @app.exception_handler(psycopg.OperationalError)
+    @app.exception_handler(PoolTimeout)
+    async def postgres_down(request: Request, exc: Exception) -> JSONResponse:
+        """A lost or unreachable database is a 503 naming the service, never a bare 500."""
+        return JSONResponse(
+            {"detail": "PostgreSQL is unavailable; retry shortly"},
+            status_code=503,
+            headers={"Retry-After": "5"},
+        )
+
+    @app.exception_handler(openai.APITimeoutError)
+    async def llm_timeout(request: Request, exc: Exception) -> JSONResponse:
+        timeout = svc(request).settings.llm_timeout_s
+        return JSONResponse(
+            {"detail": f"the LLM endpoint did not answer within {timeout:g} s; nothing was "
+             "saved, retry the message"},
+            status_code=504,
+        )  # fmt: skip
+
+    @app.exception_handler(openai.APIConnectionError)
+    async def llm_down(request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse(
+            {"detail": "the LLM endpoint is unreachable; nothing was saved, retry the message"},
+            status_code=503,
+        )
+
+    @app.exception_handler(openai.APIStatusError)
+    async def llm_error(request: Request, exc: Exception) -> JSONResponse:
+        status = getattr(exc, "status_code", 0)
+        return JSONResponse(
+            {"detail": f"the LLM endpoint answered HTTP {status}; nothing was saved"},
+            status_code=502,
+        )
 
     @app.middleware("http")
     async def limits_and_timing(
@@ -231,8 +321,10 @@ def create_app(services: Services | None = None) -> FastAPI:
         services_ = svc(request)
         assert services_.threads is not None and services_.checkpointer is not None
         await services_.threads.get(thread_id, user)
-        await services_.checkpointer.adelete_thread(thread_id)
-        await services_.threads.delete(thread_id, user)
+        runner: TurnRunner = request.app.state.runner
+        async with runner.hold(thread_id):  # never delete under a running turn
+            await services_.checkpointer.adelete_thread(thread_id)
+            await services_.threads.delete(thread_id, user)
         return Deleted(deleted={"threads": 1})
 
     @app.get("/memories", summary="Your long-term memories; with ?query=, hybrid search")
@@ -279,6 +371,7 @@ def create_app(services: Services | None = None) -> FastAPI:
 
     @app.delete("/me", summary="Delete your account and everything stored about you")
     async def delete_me(request: Request, user: User) -> Deleted:
+        await request.app.state.runner.drain()  # let running turns land before deleting
         return Deleted(deleted=await delete_user(svc(request), user))
 
     async def modifier(config: dict[str, Any], request: Request) -> dict[str, Any]:

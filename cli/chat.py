@@ -12,8 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from cli.common import ThreadOpt, UserOpt, out, run, strategy, validate_ids
-from graph.context import STRATEGIES, Context
-from stores.errors import InvalidInput
+from graph.context import STRATEGIES
 
 
 def chat(
@@ -39,36 +38,26 @@ def chat(
     validate_ids(user=user, thread=thread)
 
     async def body() -> None:
-        from langchain_core.messages import HumanMessage
-
-        from graph.builder import build_graph
+        from graph.agent import TurnRunner
         from stores.services import open_services
 
+        knobs = {
+            "strategy": strategy(strategy_name),
+            "window_k": window_k,
+            "max_tokens": max_tokens,
+            "summary_trigger_tokens": summary_trigger,
+            "buffer_tokens": buffer_tokens,
+        }
         async with open_services() as services:
             assert services.threads is not None
             await services.threads.claim(user, thread, title=(message or "")[:60])
-            graph = build_graph(services.checkpointer, services.store)
-            ctx = Context(
-                user_id=user,
-                strategy=strategy(strategy_name),
-                window_k=window_k,
-                max_tokens=max_tokens,
-                summary_trigger_tokens=summary_trigger,
-                buffer_tokens=buffer_tokens,
-                services=services,
-            )
-            config: Any = {"configurable": {"thread_id": thread}}
+            runner = TurnRunner(services)
 
             async def turn(text: str) -> None:
-                if not text.strip():
-                    raise InvalidInput("empty message")
-                stream: Any = graph.astream(
-                    {"messages": [HumanMessage(content=text)]},
-                    config,
-                    context=ctx,
-                    stream_mode="messages",
-                    durability=services.settings.durability,
-                )
+                stream: Any = runner.stream(
+                    user, thread, [{"type": "human", "content": text}],
+                    stream_mode="messages", **knobs,
+                )  # fmt: skip
                 async for chunk, meta in stream:
                     if meta.get("langgraph_node") == "call_model" and chunk.text:
                         out.print(chunk.text, end="", markup=False, highlight=False)

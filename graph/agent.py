@@ -4,6 +4,7 @@ share, so ownership, per-thread serialization and context are decided in one pla
 from __future__ import annotations
 
 import asyncio
+import logging
 import weakref
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -15,13 +16,19 @@ from langchain_core.runnables.utils import ConfigurableFieldSpec
 from langgraph.graph.state import CompiledStateGraph
 from pydantic import BaseModel, ConfigDict, Field
 
-from graph.builder import build_graph
+from graph.builder import PIPELINE, build_graph
 from graph.context import Context
 from stores.errors import InvalidInput
 from stores.ids import check_id
 from stores.services import Services
 
 MAX_MESSAGE_CHARS = 32_000
+REPLY_NODE = "call_model"
+_NODE_NAMES = [name for name, _ in PIPELINE]
+POST_REPLY_NODES = frozenset(_NODE_NAMES[_NODE_NAMES.index(REPLY_NODE) + 1 :])
+"""Nodes that run after the reply; when one starts, the reply's checkpoint is committed."""
+
+log = logging.getLogger(__name__)
 
 _CONTEXT_KEYS = (
     "strategy",
@@ -76,6 +83,7 @@ class TurnRunner:
         self.services = services
         self.graph = graph or build_graph(services.checkpointer, services.store)
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        self._background: set[asyncio.Task[None]] = set()
 
     def context(self, user_id: str, **knobs: Any) -> Context:
         chosen = {k: v for k, v in knobs.items() if k in _CONTEXT_KEYS and v is not None}
@@ -111,6 +119,65 @@ class TurnRunner:
         config["configurable"] = configurable
         return config
 
+    def _knobs(self, knobs: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in knobs.items() if k in _CONTEXT_KEYS and v is not None}
+
+    async def _recover(self, user_id: str, thread_id: str, knobs: dict[str, Any]) -> bool:
+        """Finish a run that died after its last checkpoint (lock held by the caller).
+
+        LangGraph resumes from the last durable checkpoint when invoked with no input, so
+        memory writes owed by an acknowledged turn are completed, not lost.
+        """
+        config = self.config(thread_id)
+        snapshot = await self.graph.aget_state(config)
+        if not snapshot.next:
+            return False
+        log.warning("resuming unfinished run on thread %s (%s)", thread_id, snapshot.next)
+        await self.graph.ainvoke(
+            None, config, context=self.context(user_id, **knobs), durability="sync"
+        )
+        return True
+
+    async def _run(
+        self,
+        user_id: str,
+        thread_id: str,
+        parsed: list[AnyMessage],
+        config: RunnableConfig | None,
+        knobs: dict[str, Any],
+        stream_mode: Any,
+    ) -> AsyncIterator[tuple[str, Any]]:
+        """One turn with the thread held: recover a dead run, mark, run, unmark.
+
+        Runs with ``durability="sync"``: a step's checkpoint is committed before the next
+        step starts, so once a post-reply node has started, the reply is durable.
+        """
+        threads = self.services.threads
+        assert threads is not None
+        async with self.hold(thread_id):
+            owed = await threads.begin_run(thread_id, self._knobs(knobs))
+            if owed is not None:
+                await self._recover(user_id, thread_id, owed)
+            modes = list(stream_mode) if isinstance(stream_mode, list) else [stream_mode]
+            async for mode, chunk in self.graph.astream(
+                {"messages": parsed},
+                self.config(thread_id, config),
+                context=self.context(user_id, **knobs),
+                stream_mode=sorted({*modes, "values", "tasks"}),
+                durability="sync",
+            ):
+                yield mode, chunk
+            await threads.end_run(thread_id)
+
+    async def _start(
+        self, user_id: str, thread_id: str, messages: Sequence[Any]
+    ) -> list[AnyMessage]:
+        check_id("thread id", thread_id)
+        parsed = to_messages(messages)
+        assert self.services.threads is not None
+        await self.services.threads.claim(user_id, thread_id, title=parsed[0].text[:60])
+        return parsed
+
     async def invoke(
         self,
         user_id: str,
@@ -120,18 +187,46 @@ class TurnRunner:
         config: RunnableConfig | None = None,
         **knobs: Any,
     ) -> dict[str, Any]:
-        check_id("thread id", thread_id)
-        parsed = to_messages(messages)
-        assert self.services.threads is not None
-        await self.services.threads.claim(user_id, thread_id, title=parsed[0].text[:60])
-        async with self.hold(thread_id):
-            result: dict[str, Any] = await self.graph.ainvoke(
-                {"messages": parsed},
-                self.config(thread_id, config),
-                context=self.context(user_id, **knobs),
-                durability=self.services.settings.durability,
-            )
-        return result
+        """Answer as soon as the reply is durable; memory writes finish in the background.
+
+        Summarizing and memory extraction can take the model seconds; the caller does not
+        wait for them. The thread stays locked until they finish, so the next turn on the
+        same thread sees their result, and a crash leaves a pending mark that the next turn
+        (or :meth:`recover_all`) completes.
+        """
+        parsed = await self._start(user_id, thread_id, messages)
+        loop = asyncio.get_running_loop()
+        reply: asyncio.Future[dict[str, Any]] = loop.create_future()
+
+        async def run() -> None:
+            values: dict[str, Any] = {}
+            try:
+                async for mode, chunk in self._run(
+                    user_id, thread_id, parsed, config, knobs, "values"
+                ):
+                    if mode == "values":
+                        values = chunk
+                    elif (
+                        mode == "tasks"
+                        and "input" in chunk
+                        and chunk.get("name") in POST_REPLY_NODES
+                        and not reply.done()
+                    ):
+                        reply.set_result(values)
+                if not reply.done():
+                    reply.set_result(values)
+            except BaseException as exc:
+                if not reply.done():
+                    reply.set_exception(exc)
+                else:
+                    log.exception("post-reply work failed on thread %s", thread_id)
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+
+        task = asyncio.create_task(run(), name=f"turn:{thread_id}")
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return await asyncio.shield(reply)
 
     async def stream(
         self,
@@ -143,19 +238,30 @@ class TurnRunner:
         config: RunnableConfig | None = None,
         **knobs: Any,
     ) -> AsyncIterator[Any]:
-        check_id("thread id", thread_id)
-        parsed = to_messages(messages)
-        assert self.services.threads is not None
-        await self.services.threads.claim(user_id, thread_id, title=parsed[0].text[:60])
-        async with self.hold(thread_id):
-            async for chunk in self.graph.astream(
-                {"messages": parsed},
-                self.config(thread_id, config),
-                context=self.context(user_id, **knobs),
-                stream_mode=stream_mode,
-                durability=self.services.settings.durability,
-            ):
-                yield chunk
+        """Stream a turn; the reply's tokens come first, memory work after, same connection."""
+        parsed = await self._start(user_id, thread_id, messages)
+        wanted = set(stream_mode) if isinstance(stream_mode, list) else {stream_mode}
+        async for mode, chunk in self._run(user_id, thread_id, parsed, config, knobs, stream_mode):
+            if mode in wanted:
+                yield (mode, chunk) if isinstance(stream_mode, list) else chunk
+
+    async def drain(self) -> None:
+        """Wait for background post-reply work (shutdown, tests, benches)."""
+        while self._background:
+            await asyncio.gather(*list(self._background), return_exceptions=True)
+
+    async def recover_all(self) -> int:
+        """Complete every run a dead process left unfinished; returns how many were resumed."""
+        threads = self.services.threads
+        assert threads is not None
+        done = 0
+        for thread_id, user_id in await threads.unfinished():
+            async with self.hold(thread_id):
+                owed = await threads.begin_run(thread_id, {})
+                if owed is not None and await self._recover(user_id, thread_id, owed):
+                    done += 1
+                await threads.end_run(thread_id)
+        return done
 
 
 class AgentInput(BaseModel):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -23,11 +24,16 @@ async def load_memory(state: AgentState, runtime: Runtime[Context]) -> dict[str,
     if not text:
         return {"recalled": recalled}
     services = await services_for(runtime)
-    for recall in _recallers(services):
-        try:
-            recalled.extend(await recall(services, ctx, text))
-        except Exception:  # a broken store must not break chat
-            log.exception("recall failed in %s", getattr(recall, "__name__", recall))
+    recallers = _recallers(services)
+    # Memory and graph recall are independent round trips: run them side by side.
+    results = await asyncio.gather(
+        *(recall(services, ctx, text) for recall in recallers), return_exceptions=True
+    )
+    for recall, result in zip(recallers, results, strict=True):
+        if isinstance(result, BaseException):  # a broken store must not break chat
+            log.error("recall failed in %s: %r", recall.__name__, result)
+        else:
+            recalled.extend(result)
     return {"recalled": recalled}
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -58,10 +59,14 @@ class LazyEmbeddings(Embeddings):
     still be configured with its index up front.
     """
 
-    def __init__(self, factory: Callable[[], Embeddings]) -> None:
+    def __init__(self, factory: Callable[[], Embeddings], *, query_cache: int = 256) -> None:
         self._factory = factory
         self._model: Embeddings | None = None
         self._lock = threading.Lock()
+        # One turn embeds its message for memory recall and again for graph recall; a small
+        # cache of in-flight and finished query vectors makes that one model call.
+        self._queries: OrderedDict[str, asyncio.Future[list[float]]] = OrderedDict()
+        self._query_cache = query_cache
 
     @property
     def model(self) -> Embeddings:
@@ -81,7 +86,15 @@ class LazyEmbeddings(Embeddings):
         return await asyncio.to_thread(self.embed_documents, texts)
 
     async def aembed_query(self, text: str) -> list[float]:
-        return await asyncio.to_thread(self.embed_query, text)
+        future = self._queries.get(text)
+        if future is None or (future.done() and future.exception() is not None):
+            future = asyncio.ensure_future(asyncio.to_thread(self.embed_query, text))
+            self._queries[text] = future
+            while len(self._queries) > self._query_cache:
+                self._queries.popitem(last=False)
+        else:
+            self._queries.move_to_end(text)
+        return list(await asyncio.shield(future))
 
 
 def build_embeddings(settings: Settings) -> Embeddings:

@@ -42,12 +42,20 @@ def start_embedded_postgres(data_dir: Path, *, keep_running: bool) -> EmbeddedPo
         ) from exc
     data_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    try:
-        server = pgserver.get_server(data_dir, cleanup_mode=None if keep_running else "stop")
-    except Exception as exc:
-        raise ServiceUnavailable(
-            "embedded PostgreSQL", f"could not start in {data_dir}: {exc}"
-        ) from exc
+    cleanup = None if keep_running else "stop"
+    for attempt in range(1, 4):
+        try:
+            server = pgserver.get_server(data_dir, cleanup_mode=cleanup)
+            break
+        except Exception as exc:
+            # pgserver gives pg_ctl 10 s; on a busy 2-core box the server can come up just
+            # after that. A second call finds the running postmaster and joins it.
+            if attempt == 3:
+                raise ServiceUnavailable(
+                    "embedded PostgreSQL", f"could not start in {data_dir}: {exc}"
+                ) from exc
+            log.warning("embedded PostgreSQL slow to start (attempt %d); retrying", attempt)
+            time.sleep(1.0)
     elapsed = time.perf_counter() - t0
     log.info("embedded PostgreSQL ready in %.2fs", elapsed)
     return EmbeddedPostgres(url=server.get_uri(), started_in_s=elapsed, server=server)

@@ -3,10 +3,12 @@ that every CLI command and HTTP route goes through before touching a thread."""
 
 from __future__ import annotations
 
+import builtins
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from stores.errors import NotFound
@@ -22,6 +24,11 @@ CREATE TABLE IF NOT EXISTS mnemo_threads (
     updated_at timestamptz NOT NULL DEFAULT now()
 )""",
     "CREATE INDEX IF NOT EXISTS mnemo_threads_user ON mnemo_threads (user_id, updated_at DESC)",
+    # A run that started and has not finished: its post-reply work may be owed after a crash.
+    "ALTER TABLE mnemo_threads ADD COLUMN IF NOT EXISTS pending_since timestamptz, "
+    "ADD COLUMN IF NOT EXISTS pending_context jsonb",
+    "CREATE INDEX IF NOT EXISTS mnemo_threads_pending ON mnemo_threads (pending_since) "
+    "WHERE pending_since IS NOT NULL",
 )
 
 
@@ -93,6 +100,46 @@ class ThreadRegistry:
             )
             rows = await cur.fetchall()
         return [ThreadInfo(**r) for r in rows]
+
+    async def begin_run(self, thread_id: str, context: dict[str, Any]) -> dict[str, Any] | None:
+        """Mark a run as started; return the context of an unfinished earlier run, if any.
+
+        Called with the thread lock held, so an earlier mark can only be a run that died.
+        """
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                """
+                UPDATE mnemo_threads t
+                   SET pending_since = now(), pending_context = %s, updated_at = now()
+                  FROM (SELECT thread_id, pending_since, pending_context FROM mnemo_threads
+                         WHERE thread_id = %s FOR UPDATE) prev
+                 WHERE t.thread_id = prev.thread_id
+             RETURNING prev.pending_since AS was_pending, prev.pending_context AS was_context
+                """,
+                (Jsonb(context), thread_id),
+            )
+            row = await cur.fetchone()
+        if row is None or row["was_pending"] is None:
+            return None
+        return dict(row["was_context"] or {})
+
+    async def end_run(self, thread_id: str) -> None:
+        async with self._pool.connection() as conn:
+            await conn.execute(
+                "UPDATE mnemo_threads SET pending_since = NULL, pending_context = NULL "
+                "WHERE thread_id = %s",
+                (thread_id,),
+            )
+
+    async def unfinished(self, limit: int = 1000) -> builtins.list[tuple[str, str]]:
+        """(thread_id, user_id) of runs that started and never finished, oldest first."""
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT thread_id, user_id FROM mnemo_threads WHERE pending_since IS NOT NULL "
+                "ORDER BY pending_since LIMIT %s",
+                (limit,),
+            )
+            return [(r["thread_id"], r["user_id"]) for r in await cur.fetchall()]
 
     async def delete(self, thread_id: str, user_id: str) -> None:
         """Forget the ownership row; the caller deletes the checkpoints first."""

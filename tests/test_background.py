@@ -1,0 +1,131 @@
+"""Memory work after the reply: off the caller's path, yet never lost."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import uuid
+from typing import Any
+
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
+from langchain_core.outputs import ChatGeneration, ChatResult
+
+from graph.agent import TurnRunner
+from graph.context import Context
+from stores.fake_llm import EchoChatModel
+from stores.services import Services
+
+
+class GatedMemoryModel(EchoChatModel):
+    """Echo replies; memory extraction answers one item, but only once the gate opens."""
+
+    gate: Any = None  # asyncio.Event
+
+    async def _agenerate(
+        self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kw: Any
+    ) -> ChatResult:
+        tools = kw.get("tools") or []
+        name = tools[0]["function"]["name"] if tools else ""
+        if name == "ExtractedMemories":
+            await self.gate.wait()
+            prompt = next(m for m in reversed(messages) if isinstance(m, HumanMessage)).text
+            said = re.search(r": user: (.*)", prompt)
+            assert said is not None, prompt
+            item = {"type": "fact", "text": "User " + said.group(1).strip(), "importance": 0.8}
+            call = {"name": name, "args": {"items": [item]}, "id": f"c-{uuid.uuid4().hex}"}
+            message = AIMessage(content="", id=f"m-{uuid.uuid4().hex}", tool_calls=[call])
+            return ChatResult(generations=[ChatGeneration(message=message)])
+        return self._generate(messages, stop=stop, **kw)
+
+
+async def test_reply_returns_before_memory_work(services: Services, uid: str, tid: str) -> None:
+    gate = asyncio.Event()
+    services.set_chat_model(GatedMemoryModel(gate=gate))
+    runner = TurnRunner(services)
+    try:
+        result = await asyncio.wait_for(
+            runner.invoke(uid, tid, [{"type": "human", "content": "keeps bees in Porto"}]),
+            timeout=60,
+        )
+        assert result["messages"][-1].text == "echo: keeps bees in Porto"
+        assert services.memory is not None
+        assert await services.memory.list(uid) == []  # extraction is still waiting
+        assert services.threads is not None
+        assert [t for t, _ in await services.threads.unfinished()].count(tid) == 1
+        gate.set()
+        await runner.drain()
+        items = await services.memory.list(uid)
+        assert [i.text for i in items] == ["User keeps bees in Porto"]
+        assert tid not in [t for t, _ in await services.threads.unfinished()]
+    finally:
+        gate.set()
+        services.set_chat_model(EchoChatModel())
+
+
+async def test_unfinished_run_is_completed_after_a_crash(
+    services: Services, uid: str, tid: str
+) -> None:
+    """A process that died after the reply left the run mid-graph; recovery finishes it."""
+    gate = asyncio.Event()
+    gate.set()
+    services.set_chat_model(GatedMemoryModel(gate=gate))
+    runner = TurnRunner(services)
+    assert services.threads is not None
+    await services.threads.claim(uid, tid)
+    await services.threads.begin_run(tid, {"strategy": "buffer"})
+    # Run the turn as the dead process did, and stop it where the reply was durable.
+    stream: Any = runner.graph.astream(
+        {"messages": [HumanMessage(content="grows tomatoes")]},
+        runner.config(tid),
+        context=Context(user_id=uid, services=services),
+        stream_mode="tasks",
+        durability="sync",
+    )
+    async for event in stream:
+        if event.get("name") == "summarize" and "input" in event:
+            break
+    await stream.aclose()
+    snapshot = await runner.graph.aget_state(runner.config(tid))
+    assert snapshot.next  # the graph knows work is owed
+    assert snapshot.values["messages"][-1].text == "echo: grows tomatoes"
+    assert services.memory is not None
+    assert await services.memory.list(uid) == []
+
+    resumed = await runner.recover_all()
+    assert resumed >= 1
+    snapshot = await runner.graph.aget_state(runner.config(tid))
+    assert not snapshot.next
+    assert [i.text for i in await services.memory.list(uid)] == ["User grows tomatoes"]
+    assert tid not in [t for t, _ in await services.threads.unfinished()]
+    services.set_chat_model(EchoChatModel())
+
+
+async def test_next_turn_completes_owed_work_first(services: Services, uid: str, tid: str) -> None:
+    gate = asyncio.Event()
+    gate.set()
+    services.set_chat_model(GatedMemoryModel(gate=gate))
+    runner = TurnRunner(services)
+    assert services.threads is not None
+    await services.threads.claim(uid, tid)
+    await services.threads.begin_run(tid, {})
+    stream: Any = runner.graph.astream(
+        {"messages": [HumanMessage(content="speaks Welsh")]},
+        runner.config(tid),
+        context=Context(user_id=uid, services=services),
+        stream_mode="tasks",
+        durability="sync",
+    )
+    async for event in stream:
+        if event.get("name") == "summarize" and "input" in event:
+            break
+    await stream.aclose()
+    await runner.invoke(uid, tid, [{"type": "human", "content": "plays chess"}])
+    await runner.drain()
+    assert services.memory is not None
+    texts = sorted(i.text for i in await services.memory.list(uid))
+    assert texts == ["User plays chess", "User speaks Welsh"]
+    state = await runner.graph.aget_state(runner.config(tid))
+    assert [m.text for m in state.values["messages"]] == [
+        "speaks Welsh", "echo: speaks Welsh", "plays chess", "echo: plays chess",
+    ]  # fmt: skip
+    services.set_chat_model(EchoChatModel())

@@ -64,3 +64,48 @@ def serve(
     except MnemographError as exc:
         err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
         raise typer.Exit(1) from None
+
+
+def prune(
+    older_than: Annotated[
+        str | None,
+        typer.Option(
+            "--older-than",
+            help="Age such as 30d, 12h or 2w; default MNEMOGRAPH_RETENTION_DAYS.",
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Remove old checkpoints (each thread keeps what it needs) and expired memories.
+
+    Safe while the server runs: a thread in the middle of a turn is skipped and reported.
+    """
+
+    async def body() -> None:
+        from datetime import timedelta
+
+        from stores.errors import InvalidInput
+        from stores.retention import parse_age
+        from stores.retention import prune as prune_all
+        from stores.services import open_services
+        from stores.settings import get_settings
+
+        settings = get_settings()
+        if older_than is not None:
+            age = parse_age(older_than)
+        elif settings.retention_days is not None:
+            age = timedelta(days=settings.retention_days)
+        else:
+            raise InvalidInput("give --older-than (e.g. 30d) or set MNEMOGRAPH_RETENTION_DAYS")
+        async with open_services(
+            settings, with_graph=False, with_memory=False, with_embeddings=False
+        ) as services:
+            report = await prune_all(services, age)
+        counts = report.counts()
+        if as_json:
+            sys.stdout.write(json.dumps(counts) + "\n")
+            return
+        for name, n in counts.items():
+            out.print(f"{name}: {n}", highlight=False)
+
+    run(body)

@@ -9,12 +9,13 @@ valid relations (``invalid_at IS NULL``) are returned, best first, within a toke
 from __future__ import annotations
 
 import asyncio
-import math
 import re
+import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 from langchain_core.embeddings import Embeddings
 
 from graph.kg import FIRST_PERSON, USER_ENTITY, Fact, fact_line, fit_to_budget, match_key
@@ -28,46 +29,87 @@ _NAMES_PER_USER = 5000
 
 
 class EntityEmbeddingCache:
-    """Per-process, bounded cache of entity-name vectors: user -> {name: vector}.
+    """Per-process, bounded cache of entity-name vectors: user -> (names, matrix).
 
     Entity names change slowly and embedding them is the expensive part of recall, so each
-    name is embedded once. Least recently used users are dropped beyond ``max_users``.
+    name is embedded once; the user's names are kept as one normalized numpy matrix so that
+    scoring a message against thousands of names is a single matrix-vector product.
+    Least recently used users are dropped beyond ``max_users``.
     """
 
     def __init__(self, max_users: int = _USER_CACHE_SIZE) -> None:
         self._max_users = max_users
-        self._users: OrderedDict[str, dict[str, list[float]]] = OrderedDict()
+        self._users: OrderedDict[str, tuple[list[str], np.ndarray]] = OrderedDict()
         self._lock = asyncio.Lock()
 
-    async def vectors(
+    async def matrix(
         self, embeddings: Embeddings, user_id: str, names: Sequence[str]
-    ) -> dict[str, list[float]]:
+    ) -> tuple[list[str], np.ndarray]:
+        wanted = list(names)[:_NAMES_PER_USER]
         async with self._lock:
-            known = self._users.setdefault(user_id, {})
+            cached = self._users.get(user_id)
+            if cached is not None and cached[0] == wanted:
+                self._users.move_to_end(user_id)
+                return cached
+            known: dict[str, np.ndarray] = {}
+            if cached is not None:
+                known = dict(zip(cached[0], cached[1], strict=True))
+            missing = [n for n in wanted if n not in known]
+            if missing:
+                vectors = await embeddings.aembed_documents(missing)
+                for name, vector in zip(missing, vectors, strict=True):
+                    known[name] = _unit(np.asarray(vector, dtype=np.float32))
+            dims = len(next(iter(known.values()))) if known else 0
+            matrix = (
+                np.stack([known[n] for n in wanted])
+                if wanted
+                else np.zeros((0, dims), dtype=np.float32)
+            )
+            self._users[user_id] = (wanted, matrix)
             self._users.move_to_end(user_id)
             while len(self._users) > self._max_users:
                 self._users.popitem(last=False)
-            wanted = list(names)[:_NAMES_PER_USER]
-            missing = [n for n in wanted if n not in known]
-            if missing:
-                for name, vector in zip(
-                    missing, await embeddings.aembed_documents(missing), strict=True
-                ):
-                    known[name] = vector
-            for stale in set(known) - set(wanted):
-                del known[stale]
-            return {n: known[n] for n in wanted}
+            return wanted, matrix
 
     def forget(self, user_id: str) -> None:
         self._users.pop(user_id, None)
 
 
+def _unit(vector: np.ndarray) -> np.ndarray:
+    norm = float(np.linalg.norm(vector))
+    return vector / norm if norm else vector
+
+
 _cache = EntityEmbeddingCache()
+_NAMES_TTL_S = 30.0
+_names: OrderedDict[str, tuple[float, list[str]]] = OrderedDict()
+
+
+async def _entity_names(graph: Any, user_id: str) -> list[str]:
+    """The user's entity names, cached briefly: fetching thousands of names on every turn
+    costs more than the rest of recall. Writes in this process refresh it at once
+    (:func:`names_changed`); writes by other processes show up within the TTL."""
+    now = time.monotonic()
+    hit = _names.get(user_id)
+    if hit is not None and hit[0] > now:
+        _names.move_to_end(user_id)
+        return hit[1]
+    names: list[str] = await graph.entity_names(user_id)
+    _names[user_id] = (now + _NAMES_TTL_S, names)
+    while len(_names) > _USER_CACHE_SIZE:
+        _names.popitem(last=False)
+    return names
+
+
+def names_changed(user_id: str) -> None:
+    """Call after writing a user's graph so the next recall sees new entities."""
+    _names.pop(user_id, None)
 
 
 def forget_user(user_id: str) -> None:
-    """Drop a deleted user's cached vectors."""
+    """Drop a deleted user's cached names and vectors."""
     _cache.forget(user_id)
+    _names.pop(user_id, None)
 
 
 def _message_key(text: str) -> str:
@@ -94,13 +136,6 @@ def mentioned_entities(text: str, names: Sequence[str]) -> list[str]:
     return found
 
 
-def _cosine(a: Sequence[float], b: Sequence[float]) -> float:
-    dot = sum(x * y for x, y in zip(a, b, strict=False))
-    na = math.sqrt(sum(x * x for x in a))
-    nb = math.sqrt(sum(y * y for y in b))
-    return dot / (na * nb) if na and nb else 0.0
-
-
 async def similar_entities(
     embeddings: Embeddings,
     user_id: str,
@@ -113,10 +148,13 @@ async def similar_entities(
     """Up to ``k`` entity names most similar to the message, above ``min_similarity``."""
     if not names:
         return {}
-    vectors = await _cache.vectors(embeddings, user_id, names)
-    query = await embeddings.aembed_query(text)
-    scored = sorted(((_cosine(query, v), n) for n, v in vectors.items()), reverse=True)
-    return {name: score for score, name in scored[:k] if score >= min_similarity}
+    ordered, matrix = await _cache.matrix(embeddings, user_id, names)
+    if not ordered:
+        return {}
+    query = _unit(np.asarray(await embeddings.aembed_query(text), dtype=np.float32))
+    sims = matrix @ query
+    top = np.argsort(-sims)[:k]
+    return {ordered[i]: float(sims[i]) for i in top if sims[i] >= min_similarity}
 
 
 async def recall_facts(
@@ -137,7 +175,7 @@ async def recall_facts(
     """
     if not text.strip() or token_budget <= 0:
         return []
-    names: list[str] = await graph.entity_names(user_id)
+    names = await _entity_names(graph, user_id)
     if not names:
         return []
     seeds: dict[str, float] = dict.fromkeys(mentioned_entities(text, names), 1.0)

@@ -44,8 +44,9 @@ dislikes, has_pet, owns, speaks, plays, friend_of, sibling_of, parent_of, child_
 allergic_to, visited, located_in. Others are allowed when none fits.
 - Objects are short: "Berlin", "32", "Acme Corp", "jazz".
 - confidence is 0 to 1: 0.9 for a plain statement, lower for hedged or joking ones.
-- Likes, dislikes and preferences are facts too. A question or request states no fact. \
-Skip greetings, hypotheticals and anything the user says is no longer true.
+- Likes, dislikes and preferences are facts too. A question or request ("How do I…?", \
+"Can you recommend…?", "What is…?") states no fact: never turn its topic into likes. Skip \
+greetings, hypotheticals and anything the user says is no longer true.
 - If there is no fact, return an empty list.
 
 Examples (not about this user):
@@ -55,8 +56,7 @@ Examples (not about this user):
 (my grandpa, lives_in, Cork)
 "I'm not into reality TV." -> (I, dislikes, reality TV)
 "I left Initech and now design games at Globex." -> (I, works_at, Globex), \
-(I, occupation, game designer)
-"Could you suggest a pasta recipe?" -> no triples"""
+(I, occupation, game designer)"""
 
 EXTRACT_TRIPLES_INPUT = """{question_block}The user said:
 <user>

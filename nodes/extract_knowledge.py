@@ -156,6 +156,10 @@ async def extract_knowledge(state: AgentState, runtime: Runtime[Context]) -> dic
             at_ms=at_ms,
         )
         log.debug("knowledge: %d triples -> %s", len(triples), outcome)
+        if triples:
+            from graph.kg_recall import names_changed
+
+            names_changed(ctx.user_id)
     except Exception:  # e.g. Postgres also down: log it, the reply is already out
         log.exception("knowledge write failed; %d triples lost", len(triples))
     return {}

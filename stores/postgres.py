@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 from langchain_core.embeddings import Embeddings
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import ChannelVersions, Checkpoint, CheckpointMetadata
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from langgraph.checkpoint.serde.base import SerializerProtocol
 from langgraph.store.postgres.aio import AsyncPostgresStore
@@ -81,11 +85,77 @@ async def has_pgvector(pool: AsyncConnectionPool[Any]) -> bool:
         return await cur.fetchone() is not None
 
 
+@dataclass(frozen=True)
+class _Inline:
+    """A primitive channel value routed to the (encrypted) blob table instead of the JSONB."""
+
+    value: Any
+
+
+class EncryptedPostgresSaver(AsyncPostgresSaver):
+    """The Postgres saver with every channel value encrypted.
+
+    The stock saver keeps primitive channel values (``str``/``int``/``None``: the rolling
+    ``summary`` among them) inline in the plaintext ``checkpoints.checkpoint`` JSONB, so an
+    encrypting serde alone would leave the summary readable. Here those values are boxed on
+    the way in, which sends them through ``checkpoint_blobs`` and the encrypting serde like
+    any other value (unboxed just before serializing); they load back unchanged because blobs
+    are merged over inline values.
+    """
+
+    def __init__(self, conn: Any, *, serde: SerializerProtocol) -> None:
+        super().__init__(conn=conn, serde=serde)
+
+    def _dump_blobs(
+        self,
+        thread_id: str,
+        checkpoint_ns: str,
+        values: dict[str, Any],
+        versions: ChannelVersions,
+    ) -> list[tuple[str, str, str, str, str, bytes | None]]:
+        plain = {k: v.value if isinstance(v, _Inline) else v for k, v in values.items()}
+        return super()._dump_blobs(thread_id, checkpoint_ns, plain, versions)
+
+    async def aput(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        values = checkpoint["channel_values"]
+        boxed = {
+            k: _Inline(v) if v is None or isinstance(v, (str, int, float, bool)) else v
+            for k, v in values.items()
+        }
+        return await super().aput(
+            config, {**checkpoint, "channel_values": boxed}, metadata, new_versions
+        )
+
+
+def checkpoint_serde(key: str) -> SerializerProtocol:
+    """AES (EAX) over LangGraph's default serializer, keyed by SHA-256 of the secret."""
+    from langgraph.checkpoint.serde.encrypted import EncryptedSerializer
+
+    return EncryptedSerializer.from_pycryptodome_aes(key=hashlib.sha256(key.encode()).digest())
+
+
 async def make_checkpointer(
-    pool: AsyncConnectionPool[Any], *, serde: SerializerProtocol | None = None
+    pool: AsyncConnectionPool[Any],
+    *,
+    serde: SerializerProtocol | None = None,
+    encryption_key: str | None = None,
 ) -> AsyncPostgresSaver:
-    """Build the saver and create its tables; ``setup`` runs on an autocommit connection."""
-    saver = AsyncPostgresSaver(conn=pool, serde=serde)
+    """Build the saver and create its tables; ``setup`` runs on an autocommit connection.
+
+    With ``encryption_key`` every checkpoint value, blob and pending write is AES-encrypted
+    (see ``EncryptedPostgresSaver``); metadata (step, source, thread and user ids) is not.
+    """
+    saver: AsyncPostgresSaver
+    if encryption_key:
+        saver = EncryptedPostgresSaver(pool, serde=serde or checkpoint_serde(encryption_key))
+    else:
+        saver = AsyncPostgresSaver(conn=pool, serde=serde)
     await saver.setup()
     return saver
 

@@ -130,7 +130,8 @@ async def open_services(
             log.warning(
                 "PostgreSQL has no pgvector: semantic search falls back to full-text search"
             )
-        services.checkpointer = await make_checkpointer(pool)
+        key = settings.checkpoint_key.get_secret_value() if settings.checkpoint_key else None
+        services.checkpointer = await make_checkpointer(pool, encryption_key=key)
         services.store = await make_store(
             pool,
             embeddings=services.embeddings if services.pgvector else None,

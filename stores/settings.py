@@ -120,6 +120,32 @@ class Settings(BaseSettings):
         "memory and knowledge-graph writes.",
     )
 
+    # --- Security and data lifecycle (issue 7) ------------------------------------------
+    checkpoint_key: SecretStr | None = Field(
+        default=None,
+        description="Encrypt checkpoints (AES via LangGraph's EncryptedSerializer) with a key "
+        "derived from this secret by SHA-256. Unset stores checkpoints unencrypted. Changing or "
+        "losing it makes existing checkpoints unreadable.",
+    )
+    rate_limit_per_min: int = Field(
+        default=600,
+        ge=0,
+        description="Requests per user per minute over HTTP before 429; 0 turns the limit off.",
+    )
+    retention_days: float | None = Field(
+        default=None,
+        gt=0,
+        description="Default age for `mnemograph prune`: checkpoints older than this (except "
+        "those a thread still needs) and memories not seen for this long are removed. Unset "
+        "means prune needs --older-than.",
+    )
+    memory_keep_importance: float = Field(
+        default=0.9,
+        ge=0,
+        le=1,
+        description="Memories at or above this importance never expire through pruning.",
+    )
+
     @cached_property
     def pg_data_dir(self) -> Path:
         return self.data_dir.resolve() / "pg"

@@ -9,6 +9,7 @@ valid relations (``invalid_at IS NULL``) are returned, best first, within a toke
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 import time
 from collections import OrderedDict
@@ -123,13 +124,18 @@ def _entity_key(name: str) -> str:
     return re.sub(rf"\b{USER_ENTITY} s\b", USER_ENTITY, match_key(name))
 
 
+@functools.lru_cache(maxsize=100_000)
+def _cached_entity_key(name: str) -> str:
+    return _entity_key(name)
+
+
 def mentioned_entities(text: str, names: Sequence[str]) -> list[str]:
     """Entity names that occur as whole words in the message (plus the user, if "I"/"my")."""
     message = f" {_message_key(text)} "
     found = [
         name
         for name in names
-        if (key := _entity_key(name)) and len(key) > 1 and f" {key} " in message
+        if (key := _cached_entity_key(name)) and len(key) > 1 and f" {key} " in message
     ]
     if f" {USER_ENTITY} " in message and USER_ENTITY not in found:
         found.append(USER_ENTITY)

@@ -87,7 +87,9 @@ async def extract_triples(
             )
         ),
     ]
-    structured = model.with_structured_output(ExtractedTriples, method="function_calling")
+    from stores.llm import structured as structured_output
+
+    structured = structured_output(model, ExtractedTriples)
     result = await structured.ainvoke(prompt)
     if result is None:
         return []

@@ -84,7 +84,9 @@ async def extract_memories(
         SystemMessage(content=prompts.EXTRACT_MEMORIES_SYSTEM),
         HumanMessage(content=prompts.EXTRACT_MEMORIES_INPUT.format(messages=_render(messages))),
     ]
-    structured = model.with_structured_output(ExtractedMemories, method="function_calling")
+    from stores.llm import structured as structured_output
+
+    structured = structured_output(model, ExtractedMemories)
     result = await structured.ainvoke(prompt)
     if result is None:
         return []

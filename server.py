@@ -235,6 +235,14 @@ def create_app(services: Services | None = None) -> FastAPI:
             return JSONResponse(
                 {"detail": f"request body over {MAX_BODY_BYTES} bytes"}, status_code=413
             )
+        if request.method in ("POST", "PUT", "PATCH"):
+            try:  # one clear 400 here, instead of a decode error deep in a route
+                (await request.body()).decode("utf-8")
+            except UnicodeDecodeError as exc:
+                return JSONResponse(
+                    {"detail": f"request body is not valid UTF-8 (byte {exc.start})"},
+                    status_code=400,
+                )
         t0 = time.perf_counter()
         response = await call_next(request)
         latency.add(f"http {request.method} {request.url.path.split('/')[1] or '/'}",

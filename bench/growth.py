@@ -1,7 +1,8 @@
 """Does a turn get slower, or a thread heavier, as the conversation grows?
 
 For each short-term strategy, with and without ``DeltaChannel``, one thread runs to the last
-mark with the zero-latency model; at each mark it reports the per-turn latency (median and p95
+mark with the zero-latency model, through the same TurnRunner the server uses (memory work and
+checkpoint compaction included); at each mark it reports the per-turn latency (median and p95
 over the preceding ``--window`` turns) and the thread's checkpoint bytes against the raw bytes
 of the messages exchanged so far. Run:
 
@@ -20,13 +21,13 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from langchain_core.messages import HumanMessage
 from rich.console import Console
 from rich.table import Table
 
 from bench.common import checkpoint_bytes, pct
+from graph.agent import TurnRunner
 from graph.builder import build_graph
-from graph.context import STRATEGIES, Context
+from graph.context import STRATEGIES
 from stores.fake_llm import EchoChatModel
 from stores.services import Services, open_services
 from stores.settings import Settings
@@ -35,24 +36,22 @@ TEXT = "Today I talked with my sister about the garden, the new job and our trip
 
 
 async def one_run(
-    services: Services, strategy: str, delta: bool, marks: list[int], window: int, durability: Any
+    services: Services, strategy: str, delta: bool, marks: list[int], window: int
 ) -> list[dict[str, Any]]:
-    graph = build_graph(services.checkpointer, services.store, delta_messages=delta)
+    runner = TurnRunner(
+        services, build_graph(services.checkpointer, services.store, delta_messages=delta)
+    )
     thread = f"growth-{strategy}-{int(delta)}-{uuid.uuid4().hex[:6]}"
-    ctx = Context(user_id="bench-growth", strategy=strategy, services=services)  # type: ignore[arg-type]
-    config: Any = {"configurable": {"thread_id": thread}}
     lat: list[float] = []
     raw = 0
     rows = []
     for turn in range(1, marks[-1] + 1):
         text = f"[{turn}] {TEXT}"
         t0 = time.perf_counter()
-        out = await graph.ainvoke(
-            {"messages": [HumanMessage(content=text)]},
-            config,
-            context=ctx,
-            durability=durability,
+        out = await runner.invoke(
+            "bench-growth", thread, [{"type": "human", "content": text}], strategy=strategy
         )
+        await runner.drain()  # the whole turn, memory work included
         lat.append((time.perf_counter() - t0) * 1000)
         raw += len(text.encode()) + len(out["messages"][-1].text.encode())
         if turn in marks:
@@ -79,15 +78,15 @@ async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     marks = sorted({int(x) for x in args.marks.split(",")})
     data_dir = Path(args.data_dir or tempfile.mkdtemp(prefix="mg-growth-"))
     settings = Settings(data_dir=data_dir, model="fake")
+    if args.compact_every is not None:
+        settings.compact_every_turns = args.compact_every
     rows: list[dict[str, Any]] = []
     async with open_services(
         settings, chat_model=EchoChatModel(), with_graph=False, with_memory=False
     ) as services:  # growth of the short-term layer only
         for strategy in args.strategies.split(","):
             for delta in (True, False):
-                rows += await one_run(
-                    services, strategy, delta, marks, args.window, args.durability
-                )
+                rows += await one_run(services, strategy, delta, marks, args.window)
                 Console(stderr=True).print(f"[dim]done {strategy} delta={delta}[/dim]")
     return rows
 
@@ -111,7 +110,9 @@ def main() -> None:
     parser.add_argument("--marks", default="10,100,1000,2000")
     parser.add_argument("--strategies", default=",".join(STRATEGIES))
     parser.add_argument("--window", type=int, default=10)
-    parser.add_argument("--durability", default="async", choices=["sync", "async", "exit"])
+    parser.add_argument(
+        "--compact-every", type=int, default=None, help="override MNEMOGRAPH_COMPACT_EVERY_TURNS"
+    )
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--json", default="bench/results/growth.json")
     args = parser.parse_args()

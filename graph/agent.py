@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 import weakref
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from typing import Any
 
-from langchain_core.messages import AnyMessage, BaseMessage, convert_to_messages
+from langchain_core.messages import AnyMessage, BaseMessage, RemoveMessage, convert_to_messages
 from langchain_core.runnables import RunnableConfig, RunnableSerializable
 from langchain_core.runnables.utils import ConfigurableFieldSpec
 from langgraph.graph.state import CompiledStateGraph
@@ -55,6 +57,8 @@ def to_messages(raw: Sequence[Any]) -> list[AnyMessage]:
     except (ValueError, TypeError, NotImplementedError, KeyError) as exc:
         raise InvalidInput(f"unreadable message: {exc}") from exc
     for message in messages:
+        # Ids are ours to give: a caller-chosen id could overwrite a stored message.
+        message.id = str(uuid.uuid4())
         if message.type != "human":
             raise InvalidInput(f"only user messages can be sent, not {message.type!r}")
         if not isinstance(message.content, str):
@@ -156,17 +160,71 @@ class TurnRunner:
         async with self.hold(thread_id):
             owed = await threads.begin_run(thread_id, self._knobs(knobs))
             if owed is not None:
-                await self._recover(user_id, thread_id, owed)
+                try:
+                    await self._recover(user_id, thread_id, owed)
+                except Exception:  # owed work that keeps failing must not block new turns
+                    log.exception("could not finish the earlier run on thread %s", thread_id)
             modes = list(stream_mode) if isinstance(stream_mode, list) else [stream_mode]
-            async for mode, chunk in self.graph.astream(
-                {"messages": parsed},
-                self.config(thread_id, config),
-                context=self.context(user_id, **knobs),
-                stream_mode=sorted({*modes, "values", "tasks"}),
-                durability="sync",
-            ):
-                yield mode, chunk
+            turn = 0
+            replied = False
+            try:
+                async for mode, chunk in self.graph.astream(
+                    {"messages": parsed},
+                    self.config(thread_id, config),
+                    context=self.context(user_id, **knobs),
+                    stream_mode=sorted({*modes, "values", "tasks"}),
+                    durability="sync",
+                ):
+                    if mode == "values" and isinstance(chunk, dict):
+                        turn = int(chunk.get("turn", 0) or 0)
+                    elif (
+                        mode == "tasks"
+                        and isinstance(chunk, dict)
+                        and chunk.get("name") in POST_REPLY_NODES
+                    ):
+                        replied = True
+                    yield mode, chunk
+            except BaseException:
+                if not replied:  # no reply: take the question back out, leave no half turn
+                    await self._forget(thread_id, parsed)
+                    await threads.end_run(thread_id)
+                raise
             await threads.end_run(thread_id)
+        every = self.services.settings.compact_every_turns
+        if every and turn and turn % every == 0:
+            await self.compact(thread_id)
+
+    async def _forget(self, thread_id: str, parsed: list[AnyMessage]) -> None:
+        """Remove this turn's input from the thread after a failure before the reply."""
+        try:
+            snapshot = await self.graph.aget_state(self.config(thread_id))
+            present = {m.id for m in (snapshot.values or {}).get("messages", [])}
+            gone = [RemoveMessage(id=m.id) for m in parsed if m.id is not None and m.id in present]
+            if gone:
+                # As the last node, so the thread does not look like owed memory work.
+                await self.graph.aupdate_state(
+                    self.config(thread_id), {"messages": gone}, as_node=PIPELINE[-1][0]
+                )
+        except Exception:
+            log.exception("could not roll back the failed turn on thread %s", thread_id)
+
+    async def compact(self, thread_id: str) -> None:
+        """Drop checkpoints the thread's state no longer needs, so storage stays bounded.
+
+        Messages are rebuilt from the newest snapshot plus later writes; everything before
+        the snapshot is history only. Runs outside the thread lock and skips the thread if a
+        new turn already holds it.
+        """
+        from stores.retention import PruneReport, prune_thread
+
+        pool = self.services.pool
+        if pool is None:
+            return
+        try:
+            async with pool.connection() as conn:
+                await prune_thread(conn, thread_id, datetime.now(UTC), PruneReport())
+        except Exception:  # compaction is housekeeping; the turn already succeeded
+            log.exception("checkpoint compaction failed on thread %s", thread_id)
 
     async def _start(
         self, user_id: str, thread_id: str, messages: Sequence[Any]

@@ -116,7 +116,8 @@ WHERE thread_id = %s AND checkpoint_ns = %s AND channel = %s AND version = ANY(%
 """
 
 
-async def _prune_thread(conn: Any, thread_id: str, cutoff: datetime, report: PruneReport) -> None:
+async def prune_thread(conn: Any, thread_id: str, cutoff: datetime, report: PruneReport) -> None:
+    """Prune one thread (see the module docstring); a thread mid-turn is left alone."""
     async with conn.transaction():
         cur = await conn.execute(
             "SELECT pg_try_advisory_xact_lock(hashtextextended(%s, 7)) AS ok", (thread_id,)
@@ -190,7 +191,7 @@ async def prune(
     report.threads_seen = len(threads)
     for thread_id in threads:
         async with services.pool.connection() as conn:
-            await _prune_thread(conn, thread_id, cutoff, report)
+            await prune_thread(conn, thread_id, cutoff, report)
     async with services.pool.connection() as conn:
         cur = await conn.execute("SELECT to_regclass('mnemo_memory_index') IS NOT NULL AS ok")
         row = await cur.fetchone()

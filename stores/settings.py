@@ -114,6 +114,12 @@ class Settings(BaseSettings):
         description="LangGraph checkpoint durability per turn.",
     )
     log_level: str = "WARNING"
+    compact_every_turns: int = Field(
+        default=50,
+        ge=0,
+        description="Every N turns of a thread, drop checkpoints older than the newest "
+        "message snapshot (state is unchanged; time travel before it is lost). 0 = off.",
+    )
     pii_redaction: bool = Field(
         default=True,
         description="Redact emails, phones, card numbers, SSNs and IBANs before long-term "

@@ -120,7 +120,11 @@ def history(
         async with open_services(with_graph=False) as services:
             assert services.threads is not None
             info = await services.threads.get(thread, user)
-            graph = build_graph(services.checkpointer, services.store)
+            graph = build_graph(
+                services.checkpointer,
+                services.store,
+                delta_messages=services.settings.delta_messages,
+            )
             snapshot = await graph.aget_state({"configurable": {"thread_id": thread}})
         values = snapshot.values or {}
         messages = [

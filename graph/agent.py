@@ -84,7 +84,11 @@ class TurnRunner:
         self, services: Services, graph: CompiledStateGraph[Any, Any, Any, Any] | None = None
     ) -> None:
         self.services = services
-        self.graph = graph or build_graph(services.checkpointer, services.store)
+        self.graph = graph or build_graph(
+            services.checkpointer,
+            services.store,
+            delta_messages=services.settings.delta_messages,
+        )
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self._background: set[asyncio.Task[None]] = set()
 

@@ -20,7 +20,9 @@ async def export_user(services: Services, user_id: str) -> dict[str, Any]:
     from graph.builder import build_graph
 
     assert services.threads is not None
-    graph = build_graph(services.checkpointer, services.store)
+    graph = build_graph(
+        services.checkpointer, services.store, delta_messages=services.settings.delta_messages
+    )
     threads = []
     for info in await services.threads.list(user_id, limit=100_000):
         snapshot = await graph.aget_state({"configurable": {"thread_id": info.thread_id}})

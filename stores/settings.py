@@ -114,6 +114,11 @@ class Settings(BaseSettings):
         description="LangGraph checkpoint durability per turn.",
     )
     log_level: str = "WARNING"
+    delta_messages: bool = Field(
+        default=True,
+        description="Store messages in a DeltaChannel (each checkpoint holds only new "
+        "messages). Off: a plain reducer; see bench.growth for the trade-off.",
+    )
     compact_every_turns: int = Field(
         default=50,
         ge=0,

@@ -38,6 +38,24 @@ class GatedMemoryModel(EchoChatModel):
         return self._generate(messages, stop=stop, **kw)
 
 
+async def die_after_reply(
+    runner: TurnRunner, services: Services, uid: str, tid: str, text: str
+) -> None:
+    """Run a turn as a process that dies once the reply is durable: stop at the first
+    post-reply step, leaving the graph with work owed."""
+    stream: Any = runner.graph.astream(
+        {"messages": [HumanMessage(content=text)]},
+        runner.config(tid),
+        context=Context(user_id=uid, services=services),
+        stream_mode="tasks",
+        durability="sync",
+    )
+    async for event in stream:
+        if event.get("name") == "summarize" and "input" in event:
+            break
+    await stream.aclose()
+
+
 async def test_reply_returns_before_memory_work(services: Services, uid: str, tid: str) -> None:
     gate = asyncio.Event()
     services.set_chat_model(GatedMemoryModel(gate=gate))
@@ -74,17 +92,7 @@ async def test_unfinished_run_is_completed_after_a_crash(
     await services.threads.claim(uid, tid)
     await services.threads.begin_run(tid, {"strategy": "buffer"})
     # Run the turn as the dead process did, and stop it where the reply was durable.
-    stream: Any = runner.graph.astream(
-        {"messages": [HumanMessage(content="grows tomatoes")]},
-        runner.config(tid),
-        context=Context(user_id=uid, services=services),
-        stream_mode="tasks",
-        durability="sync",
-    )
-    async for event in stream:
-        if event.get("name") == "summarize" and "input" in event:
-            break
-    await stream.aclose()
+    await die_after_reply(runner, services, uid, tid, "grows tomatoes")
     snapshot = await runner.graph.aget_state(runner.config(tid))
     assert snapshot.next  # the graph knows work is owed
     assert snapshot.values["messages"][-1].text == "echo: grows tomatoes"
@@ -108,17 +116,7 @@ async def test_next_turn_completes_owed_work_first(services: Services, uid: str,
     assert services.threads is not None
     await services.threads.claim(uid, tid)
     await services.threads.begin_run(tid, {})
-    stream: Any = runner.graph.astream(
-        {"messages": [HumanMessage(content="speaks Welsh")]},
-        runner.config(tid),
-        context=Context(user_id=uid, services=services),
-        stream_mode="tasks",
-        durability="sync",
-    )
-    async for event in stream:
-        if event.get("name") == "summarize" and "input" in event:
-            break
-    await stream.aclose()
+    await die_after_reply(runner, services, uid, tid, "speaks Welsh")
     await runner.invoke(uid, tid, [{"type": "human", "content": "plays chess"}])
     await runner.drain()
     assert services.memory is not None

@@ -118,6 +118,26 @@ class RateLimiter:
         return True
 
 
+def _jwt_user(token: str, settings: Any) -> str:
+    """The `sub` of a valid HS256 token; signature, expiry and audience are all checked."""
+    import jwt
+
+    try:
+        claims = jwt.decode(
+            token,
+            settings.jwt_secret.get_secret_value(),
+            algorithms=["HS256"],
+            audience=settings.jwt_audience,
+            options={"require": ["sub", "exp"]},
+        )
+    except jwt.PyJWTError as exc:
+        raise HTTPException(401, f"invalid token: {exc}") from None
+    try:
+        return check_id("user id", str(claims["sub"]))
+    except InvalidInput as exc:
+        raise HTTPException(401, f"invalid token: {exc}") from None
+
+
 async def current_user(request: Request) -> str:
     """The caller's user id, from `Authorization: Bearer <key>` or `X-API-Key`; rate-limited."""
     header = request.headers.get("authorization", "")
@@ -125,7 +145,11 @@ async def current_user(request: Request) -> str:
     key = key or request.headers.get("x-api-key", "").strip()
     if not key:
         raise HTTPException(401, "missing API key (Authorization: Bearer <key>)")
-    user_id = await request.app.state.users.authenticate(key)
+    settings = request.app.state.services.settings
+    if settings.jwt_secret is not None and key.count(".") == 2:
+        user_id = _jwt_user(key, settings)
+    else:
+        user_id = await request.app.state.users.authenticate(key)
     if user_id is None:
         raise HTTPException(401, "invalid API key")
     limiter: RateLimiter | None = getattr(request.app.state, "limiter", None)

@@ -119,6 +119,12 @@ class Settings(BaseSettings):
         description="Store messages in a DeltaChannel (each checkpoint holds only new "
         "messages). Off: a plain reducer; see bench.growth for the trade-off.",
     )
+    jwt_secret: SecretStr | None = Field(
+        default=None,
+        description="Accept HS256 JWT bearer tokens signed with this secret; the user id is "
+        "the token's `sub`. API keys keep working.",
+    )
+    jwt_audience: str | None = Field(default=None, description="Required `aud`, if set.")
     compact_every_turns: int = Field(
         default=50,
         ge=0,

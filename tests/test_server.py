@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
+from pydantic import SecretStr
 
 from server import create_app
 from stores.fake_llm import EchoChatModel
@@ -389,3 +390,32 @@ async def test_more_concurrent_threads_than_pool_connections(
         ]
     )
     assert [r.status_code for r in results] == [200] * n
+
+
+async def test_jwt_bearer_tokens_by_setting(client: httpx.AsyncClient, app: FastAPI) -> None:
+    import time as _time
+
+    import jwt
+
+    services: Services = app.state.services
+    secret = "test-jwt-secret-of-enough-length-0123456789"
+    token = jwt.encode({"sub": "jwt-user-1", "exp": int(_time.time()) + 60}, secret, "HS256")
+    headers = {"Authorization": f"Bearer {token}"}
+    assert (await client.get("/threads", headers=headers)).status_code == 401  # off by default
+    services.settings.jwt_secret = SecretStr(secret)
+    try:
+        res = await client.post("/agent/invoke", json=agent_body("jwt-t1", "hi"), headers=headers)
+        assert res.status_code == 200, res.text
+        listed = (await client.get("/threads", headers=headers)).json()
+        assert [t["thread_id"] for t in listed] == ["jwt-t1"]
+        forged = jwt.encode({"sub": "jwt-user-1", "exp": int(_time.time()) + 60}, "x" * 40, "HS256")
+        res = await client.get("/threads", headers={"Authorization": f"Bearer {forged}"})
+        assert res.status_code == 401 and "invalid token" in res.text
+        expired = jwt.encode({"sub": "jwt-user-1", "exp": int(_time.time()) - 5}, secret, "HS256")
+        res = await client.get("/threads", headers={"Authorization": f"Bearer {expired}"})
+        assert res.status_code == 401
+        bad_sub = jwt.encode({"sub": "../x", "exp": int(_time.time()) + 60}, secret, "HS256")
+        res = await client.get("/threads", headers={"Authorization": f"Bearer {bad_sub}"})
+        assert res.status_code == 401
+    finally:
+        services.settings.jwt_secret = None

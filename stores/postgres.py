@@ -65,6 +65,9 @@ async def open_pool(
         kwargs=connection_kwargs(pgbouncer=pgbouncer),
         open=False,
         timeout=10.0,
+        # A database restart leaves dead connections in the pool; checking on checkout
+        # (one round trip) means the first request after it works instead of failing.
+        check=AsyncConnectionPool.check_connection,
     )
     try:
         await pool.open(wait=True, timeout=10.0)

@@ -55,7 +55,6 @@ class Services:
     redact: Callable[[str], str] | None = None
     """PII redactor applied before long-term and graph writes (None when turned off)."""
     _chat_model: BaseChatModel | None = None
-    _chat_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     _stack: AsyncExitStack = field(default_factory=AsyncExitStack)
 
     def chat_model(self) -> BaseChatModel:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
 
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -109,10 +108,6 @@ class Settings(BaseSettings):
     )
 
     # --- Behaviour --------------------------------------------------------------------
-    durability: Literal["sync", "async", "exit"] = Field(
-        default="async",
-        description="LangGraph checkpoint durability per turn.",
-    )
     log_level: str = "WARNING"
     delta_messages: bool = Field(
         default=True,

@@ -365,7 +365,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     for q in questions:
         by_conv[q.sample_id].append(q)
 
-    base_embeddings = LocalMiniLM(threads=args.threads)
+    base_embeddings: Any
+    if args.embeddings == "local-torch":
+        base_embeddings = LocalMiniLM(threads=args.threads)
+    else:
+        from stores.minilm_onnx import OnnxMiniLM
+        from stores.settings import Settings
+
+        base_embeddings = OnnxMiniLM(Settings().model_cache_dir, threads=args.threads)
     embeddings = CachedEmbeddings(
         base_embeddings, Path(args.embed_cache) if args.embed_cache else None
     )
@@ -555,7 +562,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--out", default="bench/results/locomo.jsonl")
     parser.add_argument("--window", type=int, default=2, help="neighbour turns as context")
     parser.add_argument("--config", default=None, help="JSON MemoryConfig overrides (ablations)")
-    parser.add_argument("--threads", type=int, default=2, help="torch threads")
+    parser.add_argument("--threads", type=int, default=1, help="embedding threads")
+    parser.add_argument(
+        "--embeddings", choices=("local", "local-torch"), default="local",
+        help="int8 ONNX MiniLM (the default) or the float32 torch model",
+    )  # fmt: skip
     parser.add_argument("--embed-cache", default=None, help="pickle cache of vectors (dev)")
     parser.add_argument("--skip-10k", action="store_true")
     parser.add_argument("--keep", action="store_true", help="keep the bench users' items")

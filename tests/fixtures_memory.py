@@ -27,10 +27,11 @@ from stores.postgres import open_pool
 
 @pytest.fixture(scope="session")
 def minilm() -> Embeddings:
-    """The packaged MiniLM, loaded once (offline, one torch thread)."""
-    from stores.embeddings import LocalMiniLM
+    """The default local embedder (packaged MiniLM, int8 ONNX), loaded once."""
+    from stores.minilm_onnx import OnnxMiniLM
+    from stores.settings import Settings
 
-    return LocalMiniLM(threads=1)
+    return OnnxMiniLM(Settings().model_cache_dir, threads=1)
 
 
 @pytest.fixture(scope="session")

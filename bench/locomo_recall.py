@@ -328,16 +328,25 @@ async def synthesize_to(
         )
         await conn.execute(
             """
-            INSERT INTO mnemo_memory_index (prefix, key, user_id, kind, subject, text, context,
-                                            embedding)
+            INSERT INTO mnemo_memory_index (prefix, key, user_id, kind, subject, text, context)
             SELECT %(p)s, y.new_key, %(u)s, m.kind, m.subject, m.text || ' #' || y.copy,
-                   m.context, m.embedding
+                   m.context
             FROM synth y JOIN mnemo_memory_index m
               ON m.prefix = y.src_prefix AND m.key = y.src_key
             """,
             {"p": _prefix(user_id), "u": user_id},
         )
+        await conn.execute(
+            """
+            INSERT INTO mnemo_memory_vectors (prefix, key, user_id, embedding)
+            SELECT %(p)s, y.new_key, %(u)s, v.embedding
+            FROM synth y JOIN mnemo_memory_vectors v
+              ON v.prefix = y.src_prefix AND v.key = y.src_key
+            """,
+            {"p": _prefix(user_id), "u": user_id},
+        )
         await conn.execute("ANALYZE mnemo_memory_index")
+        await conn.execute("ANALYZE mnemo_memory_vectors")
     return time.perf_counter() - t0
 
 

@@ -128,9 +128,7 @@ def _export(model_path: Path, target: Path) -> None:
             )
         staged = Path(tmp) / "int8.onnx"
         with _quiet_root_logger():  # it advises offline pre-processing, for static quantization
-            quantize_dynamic(
-                str(fp32), str(staged), weight_type=QuantType.QInt8, per_channel=True
-            )
+            quantize_dynamic(str(fp32), str(staged), weight_type=QuantType.QInt8, per_channel=True)
         os.replace(staged, target)
 
 

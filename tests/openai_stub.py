@@ -97,8 +97,11 @@ class OpenAIStub:
                 props = params.get("properties", {})
                 args = {n: [] for n in params.get("required", [])
                         if props.get(n, {}).get("type") == "array"}  # fmt: skip
-                call = {"id": "call_1", "type": "function",
-                        "function": {"name": function["name"], "arguments": json.dumps(args)}}
+                call = {
+                    "id": "call_1",
+                    "type": "function",
+                    "function": {"name": function["name"], "arguments": json.dumps(args)},
+                }
                 message = {"role": "assistant", "content": None, "tool_calls": [call]}
                 payload = {"id": "chatcmpl-tool", "object": "chat.completion", "created": 0,
                            "model": body.get("model", "stub"),
@@ -107,10 +110,16 @@ class OpenAIStub:
                 if body.get("stream"):
                     delta = {"role": "assistant", "content": None,
                              "tool_calls": [{"index": 0, **call}]}  # fmt: skip
-                    chunk = {**payload, "object": "chat.completion.chunk",
-                             "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
-                    end = {**payload, "object": "chat.completion.chunk",
-                           "choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]}
+                    chunk = {
+                        **payload,
+                        "object": "chat.completion.chunk",
+                        "choices": [{"index": 0, "delta": delta, "finish_reason": None}],
+                    }
+                    end = {
+                        **payload,
+                        "object": "chat.completion.chunk",
+                        "choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}],
+                    }
                     self.send_response(200)
                     self.send_header("Content-Type", "text/event-stream")
                     self.end_headers()

@@ -203,3 +203,44 @@ async def test_full_text_fallback_without_pgvector(
     recalled = await recall_memories(store, user, "marathon training", k=3, token_budget=100)
     assert recalled and "marathon" in recalled[0]["text"]
     assert await store.delete_user(user) == 2
+
+
+async def _stats_match_rows(store: MemoryStore, user: str) -> tuple[int, int]:
+    """The trigger-kept BM25 statistics equal a fresh count of the user's index rows."""
+    async with store._pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT (SELECT count(*) FROM mnemo_memory_index WHERE user_id = %(u)s) AS n, "
+            "(SELECT coalesce(sum(doc_len), 0) FROM mnemo_memory_index WHERE user_id = %(u)s) "
+            "AS len, (SELECT n FROM mnemo_memory_stats WHERE user_id = %(u)s) AS sn, "
+            "(SELECT total_len FROM mnemo_memory_stats WHERE user_id = %(u)s) AS slen",
+            {"u": user},
+        )
+        row = await cur.fetchone()
+    assert row is not None
+    if row["n"] == 0:
+        assert row["sn"] is None, "an emptied user leaves no statistics row behind"
+    else:
+        assert (row["sn"], row["slen"]) == (row["n"], row["len"])
+    return int(row["n"]), int(row["len"])
+
+
+async def test_bm25_statistics_follow_every_write(memory_store: MemoryStore) -> None:
+    user, other = _uid(), _uid()
+    first = await memory_store.add(user, "User keeps bees on the roof", kind="fact")
+    assert await _stats_match_rows(memory_store, user) == (1, 4)  # user keep bee roof
+    await memory_store.add_many(
+        user, [NewMemory(text=f"Turn {i} about gardening and tomatoes") for i in range(5)]
+    )
+    await memory_store.add(other, "User has a parrot")
+    assert (await _stats_match_rows(memory_store, user))[0] == 6
+    # A same-subject merge rewrites the text: the length changes, the count does not.
+    await memory_store.add(user, "User lives in Oslo", subject="home city")
+    before = await _stats_match_rows(memory_store, user)
+    await memory_store.add(user, "User moved to Bergen on the west coast", subject="home city")
+    after = await _stats_match_rows(memory_store, user)
+    assert after[0] == before[0] and after[1] > before[1]
+    await memory_store.delete(user, first.id)
+    assert (await _stats_match_rows(memory_store, user))[0] == 6
+    await memory_store.delete_user(user)
+    assert await _stats_match_rows(memory_store, user) == (0, 0)
+    assert (await _stats_match_rows(memory_store, other))[0] == 1

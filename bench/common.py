@@ -8,9 +8,9 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 
 from graph.builder import PIPELINE
+from stores.postgres import PooledPostgresSaver
 
 Timings = defaultdict[str, list[float]]
 
@@ -33,7 +33,7 @@ def timed_pipeline(sink: Timings) -> list[tuple[str, Any]]:
     return [(name, timed(name, fn, sink)) for name, fn in PIPELINE]
 
 
-class TimedSaver(AsyncPostgresSaver):
+class TimedSaver(PooledPostgresSaver):
     """Counts time spent persisting checkpoints and writes."""
 
     sink: Timings

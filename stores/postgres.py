@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -14,8 +16,8 @@ from langgraph.checkpoint.base import ChannelVersions, Checkpoint, CheckpointMet
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from langgraph.checkpoint.serde.base import SerializerProtocol
 from langgraph.store.postgres.aio import AsyncPostgresStore
-from psycopg import AsyncConnection
-from psycopg.rows import dict_row
+from psycopg import AsyncConnection, AsyncCursor
+from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from stores.errors import ServiceUnavailable
@@ -95,7 +97,38 @@ class _Inline:
     value: Any
 
 
-class EncryptedPostgresSaver(AsyncPostgresSaver):
+class PooledPostgresSaver(AsyncPostgresSaver):
+    """The Postgres saver without its process-wide lock when it draws from a pool.
+
+    ``AsyncPostgresSaver._cursor`` holds one ``asyncio.Lock`` around every read and write,
+    which protects a single shared connection, but with a pool it serialized every
+    checkpoint of every thread in the process: under 100 concurrent threads, turns queued on
+    it. Each pooled call checks out its own connection, so no lock is needed (LangGraph's
+    own ``AsyncPostgresStore`` already skips it for pools). A single connection keeps it.
+    """
+
+    @asynccontextmanager
+    async def _cursor(self, *, pipeline: bool = False) -> AsyncIterator[AsyncCursor[DictRow]]:
+        if not isinstance(self.conn, AsyncConnectionPool) or self.pipe is not None:
+            async with super()._cursor(pipeline=pipeline) as cur:
+                yield cur
+            return
+        async with self.conn.connection() as conn:
+            if pipeline and self.supports_pipeline:
+                async with conn.pipeline(), conn.cursor(binary=True, row_factory=dict_row) as cur:
+                    yield cur
+            elif pipeline:
+                async with (
+                    conn.transaction(),
+                    conn.cursor(binary=True, row_factory=dict_row) as cur,
+                ):
+                    yield cur
+            else:
+                async with conn.cursor(binary=True, row_factory=dict_row) as cur:
+                    yield cur
+
+
+class EncryptedPostgresSaver(PooledPostgresSaver):
     """The Postgres saver with every channel value encrypted.
 
     The stock saver keeps primitive channel values (``str``/``int``/``None``: the rolling
@@ -158,7 +191,7 @@ async def make_checkpointer(
     if encryption_key:
         saver = EncryptedPostgresSaver(pool, serde=serde or checkpoint_serde(encryption_key))
     else:
-        saver = AsyncPostgresSaver(conn=pool, serde=serde)
+        saver = PooledPostgresSaver(conn=pool, serde=serde)
     await saver.setup()
     return saver
 

@@ -8,7 +8,6 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-
 from graph.builder import PIPELINE
 from stores.postgres import PooledPostgresSaver
 

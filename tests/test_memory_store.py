@@ -206,17 +206,21 @@ async def test_full_text_fallback_without_pgvector(
 
 
 async def _stats_match_rows(store: MemoryStore, user: str) -> tuple[int, int]:
-    """The trigger-kept BM25 statistics equal a fresh count of the user's index rows."""
+    """The trigger-kept BM25 statistics and postings equal a fresh count of the index rows."""
     async with store._pool.connection() as conn:
         cur = await conn.execute(
             "SELECT (SELECT count(*) FROM mnemo_memory_index WHERE user_id = %(u)s) AS n, "
             "(SELECT coalesce(sum(doc_len), 0) FROM mnemo_memory_index WHERE user_id = %(u)s) "
             "AS len, (SELECT n FROM mnemo_memory_stats WHERE user_id = %(u)s) AS sn, "
-            "(SELECT total_len FROM mnemo_memory_stats WHERE user_id = %(u)s) AS slen",
+            "(SELECT total_len FROM mnemo_memory_stats WHERE user_id = %(u)s) AS slen, "
+            "(SELECT coalesce(sum(length(tsv)), 0) FROM mnemo_memory_index "
+            " WHERE user_id = %(u)s) AS lexemes, "
+            "(SELECT count(*) FROM mnemo_memory_postings WHERE user_id = %(u)s) AS postings",
             {"u": user},
         )
         row = await cur.fetchone()
     assert row is not None
+    assert row["postings"] == row["lexemes"], "one posting per item and distinct lexeme"
     if row["n"] == 0:
         assert row["sn"] is None, "an emptied user leaves no statistics row behind"
     else:
@@ -224,7 +228,7 @@ async def _stats_match_rows(store: MemoryStore, user: str) -> tuple[int, int]:
     return int(row["n"]), int(row["len"])
 
 
-async def test_bm25_statistics_follow_every_write(memory_store: MemoryStore) -> None:
+async def test_bm25_statistics_and_postings_follow_every_write(memory_store: MemoryStore) -> None:
     user, other = _uid(), _uid()
     first = await memory_store.add(user, "User keeps bees on the roof", kind="fact")
     assert await _stats_match_rows(memory_store, user) == (1, 4)  # user keep bee roof

@@ -74,6 +74,7 @@ def create_keys(n: int, data_dir: Path, prefix: str) -> list[str]:
 async def level(url: str, keys: list[str], turns: int, seconds: float) -> dict[str, Any]:
     latencies: list[float] = []
     errors = 0
+    kinds: dict[str, int] = {}
     deadline = time.monotonic() + seconds
     limits = httpx.Limits(max_connections=len(keys) + 10, max_keepalive_connections=len(keys))
 
@@ -94,8 +95,12 @@ async def level(url: str, keys: list[str], turns: int, seconds: float) -> dict[s
                 try:
                     res = await client.post("/agent/invoke", json=body, headers=headers)
                     ok = res.status_code == 200
-                except httpx.HTTPError:
+                    kind = f"HTTP {res.status_code}: {res.text[:120]}"
+                except httpx.HTTPError as exc:
                     ok = False
+                    kind = type(exc).__name__
+                if not ok:
+                    kinds[kind] = kinds.get(kind, 0) + 1
                 latencies.append((time.perf_counter() - t0) * 1000)
                 errors += 0 if ok else 1
 
@@ -110,6 +115,7 @@ async def level(url: str, keys: list[str], turns: int, seconds: float) -> dict[s
         "p50_ms": pct(latencies, 0.5),
         "p95_ms": pct(latencies, 0.95),
         "wall_s": wall,
+        "error_kinds": kinds,
     }
 
 
@@ -165,6 +171,9 @@ def main() -> None:
             f"{r['turns_per_s']:.1f}", f"{r['p50_ms']:.1f}", f"{r['p95_ms']:.1f}",
         )  # fmt: skip
     Console().print(table)
+    for r in rows:
+        for kind, count in r["error_kinds"].items():
+            Console().print(f"  {r['concurrency']} users: {count} x {kind}")
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(rows, indent=2))
 

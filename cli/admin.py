@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -52,18 +53,41 @@ def serve(
 
     logging.basicConfig(level=os.environ.get("MNEMOGRAPH_LOG_LEVEL", "WARNING").upper())
     try:
-        uvicorn.run(
-            "server:create_app",
-            factory=True,
-            host=host,
-            port=port,
-            workers=workers,
-            log_level="warning",
-            access_log=False,
-        )
+        with contextlib.ExitStack() as stack:
+            if workers > 1:
+                _start_shared_embedded(stack)
+            uvicorn.run(
+                "server:create_app",
+                factory=True,
+                host=host,
+                port=port,
+                workers=workers,
+                log_level="warning",
+                access_log=False,
+            )
     except MnemographError as exc:
         err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
         raise typer.Exit(1) from None
+
+
+def _start_shared_embedded(stack: contextlib.ExitStack) -> None:
+    """Start the embedded servers once, before the workers, which then join them.
+
+    Workers start at the same moment; each starting its own ArcadeDB on one data dir raced
+    (ports, file locks) and cost a third of the requests in the load bench. Started here, the
+    servers are found running by every worker and stopped when ``serve`` exits.
+    """
+    from stores.arcadedb import start_arcadedb
+    from stores.pg_embedded import start_embedded_postgres
+    from stores.settings import get_settings
+
+    settings = get_settings()
+    if settings.database_url is None:
+        pg = start_embedded_postgres(settings.pg_data_dir, keep_running=False)
+        stack.callback(lambda: pg)  # the handle keeps the cluster up until serve exits
+    if settings.neo4j_uri is None:
+        graph_server = start_arcadedb(settings.graph_data_dir)
+        stack.callback(graph_server.stop)
 
 
 def prune(

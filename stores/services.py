@@ -31,6 +31,8 @@ from stores.users import UserRegistry
 
 log = logging.getLogger(__name__)
 
+SETUP_LOCK = 0x6D6E656D6F  # advisory lock key held while creating tables ("mnemo")
+
 
 @dataclass
 class Services:
@@ -129,34 +131,46 @@ async def open_services(
             log.warning(
                 "PostgreSQL has no pgvector: semantic search falls back to full-text search"
             )
-        key = settings.checkpoint_key.get_secret_value() if settings.checkpoint_key else None
-        services.checkpointer = await make_checkpointer(pool, encryption_key=key)
-        services.store = await make_store(
+        # Schema setup (CREATE … IF NOT EXISTS) is not safe to race: server workers starting
+        # together failed on duplicate types. One session lock makes them take turns.
+        async with lock_pool.connection() as setup_conn:
+            await setup_conn.execute("SELECT pg_advisory_lock(%s)", (SETUP_LOCK,))
+            try:
+                await _setup_stores(services, settings, pool, with_memory=with_memory)
+                if with_graph:
+                    from stores.graph_services import attach_graph
+
+                    await attach_graph(services, services._stack)
+            finally:
+                await setup_conn.execute("SELECT pg_advisory_unlock(%s)", (SETUP_LOCK,))
+        yield services
+
+
+async def _setup_stores(
+    services: Services, settings: Settings, pool: AsyncConnectionPool[Any], *, with_memory: bool
+) -> None:
+    """Build the checkpointer, store, registries and memory index, creating their tables."""
+    key = settings.checkpoint_key.get_secret_value() if settings.checkpoint_key else None
+    services.checkpointer = await make_checkpointer(pool, encryption_key=key)
+    services.store = await make_store(
+        pool,
+        embeddings=services.embeddings if services.pgvector else None,
+        dims=settings.embedding_dims,
+    )
+    services.threads = ThreadRegistry(pool)
+    await services.threads.setup()
+    services.users = UserRegistry(pool)
+    await services.users.setup()
+    if with_memory:  # long-term memory: hybrid recall beside the store's own table
+        from stores.memory_store import MemoryConfig, MemoryStore
+
+        services.memory = MemoryStore(
             pool,
-            embeddings=services.embeddings if services.pgvector else None,
+            services.embeddings,
+            config=MemoryConfig.from_settings(settings),
             dims=settings.embedding_dims,
         )
-        services.threads = ThreadRegistry(pool)
-        await services.threads.setup()
-        services.users = UserRegistry(pool)
-        await services.users.setup()
-        if with_memory:  # long-term memory: hybrid recall beside the store's own table
-            from stores.memory_store import MemoryConfig, MemoryStore
-
-            services.memory = MemoryStore(
-                pool,
-                services.embeddings,
-                config=MemoryConfig.from_settings(settings),
-                dims=settings.embedding_dims,
-            )
-            await services.memory.setup()
-        # --- end issue 4 ------------------------------------------------------------------
-        # --- issue 3: knowledge graph + its Postgres outbox (stores/graph_services.py) ---
-        if with_graph:
-            from stores.graph_services import attach_graph
-
-            await attach_graph(services, services._stack)
-        yield services
+        await services.memory.setup()
 
 
 _default: Services | None = None

@@ -394,14 +394,11 @@ _BACKFILL: tuple[str, ...] = (
     GROUP BY user_id
     ON CONFLICT (user_id) DO NOTHING
     """,
+    # A no-op update fires the sync trigger, which writes every row's postings (its stats
+    # delta is zero), so the postings are derived by one piece of SQL only.
     """
-    INSERT INTO mnemo_memory_postings (user_id, lexeme, key, tf_text, tf_ctx, dl)
-    SELECT r.user_id, u.lexeme, r.key,
-           cardinality(u.weights) - cardinality(array_positions(u.weights, 'D')),
-           cardinality(array_positions(u.weights, 'D')), r.doc_len
-    FROM mnemo_memory_index r CROSS JOIN LATERAL unnest(r.tsv) AS u(lexeme, positions, weights)
+    UPDATE mnemo_memory_index SET text = text
     WHERE NOT EXISTS (SELECT 1 FROM mnemo_memory_postings)
-    ON CONFLICT DO NOTHING
     """,
 )
 

@@ -158,10 +158,16 @@ async def extract_knowledge(state: AgentState, runtime: Runtime[Context]) -> dic
             at_ms=at_ms,
         )
         log.debug("knowledge: %d triples -> %s", len(triples), outcome)
-        if triples:
-            from graph.kg_recall import names_changed
-
-            names_changed(ctx.user_id)
     except Exception:  # e.g. Postgres also down: log it, the reply is already out
         log.exception("knowledge write failed; %d triples lost", len(triples))
+        return {}
+    if outcome == "graph":
+        from graph.kg import prepare
+        from graph.kg_recall import entities_written
+
+        names = [n for row in prepare(triples) for n in (row["s"], row["o"])]
+        try:
+            await entities_written(getattr(services, "embeddings", None), ctx.user_id, names)
+        except Exception:  # only a cache warm-up; recall embeds the names itself if need be
+            log.warning("could not embed new entity names", exc_info=True)
     return {}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable
 from typing import Any
 
 from langgraph.runtime import Runtime
@@ -25,10 +26,24 @@ async def load_memory(state: AgentState, runtime: Runtime[Context]) -> dict[str,
         return {"recalled": recalled}
     services = await services_for(runtime)
     recallers = _recallers(services)
-    # Memory and graph recall are independent round trips: run them side by side.
-    results = await asyncio.gather(
-        *(recall(services, ctx, text) for recall in recallers), return_exceptions=True
+    # Both recalls compare the message with vectors of the same embedder: embed it once.
+    embedder = getattr(services, "embeddings", None)
+    vector = (
+        asyncio.ensure_future(embedder.aembed_query(" ".join(text.split())))
+        if embedder is not None and recallers
+        else None
     )
+    # Memory and graph recall are independent round trips: run them side by side.
+    try:
+        results = await asyncio.gather(
+            *(recall(services, ctx, text, vector) for recall in recallers),
+            return_exceptions=True,
+        )
+    finally:
+        if vector is not None and not vector.done():
+            vector.cancel()
+        elif vector is not None and not vector.cancelled():
+            vector.exception()  # retrieved, so a failed embedding is not logged as unawaited
     for recall, result in zip(recallers, results, strict=True):
         if isinstance(result, BaseException):  # a broken store must not break chat
             log.error("recall failed in %s: %r", recall.__name__, result)
@@ -47,16 +62,25 @@ def _recallers(services: Any) -> list[Any]:
     return sources
 
 
-async def _recall_memories(services: Any, ctx: Context, text: str) -> list[Recalled]:
+async def _recall_memories(
+    services: Any, ctx: Context, text: str, vector: Awaitable[Any] | None
+) -> list[Recalled]:
     from stores.memory_store import recall_memories
 
     items: list[Any] = await recall_memories(
-        services.memory, ctx.user_id, text, k=ctx.recall_k, token_budget=ctx.recall_tokens
+        services.memory,
+        ctx.user_id,
+        text,
+        k=ctx.recall_k,
+        token_budget=ctx.recall_tokens,
+        query_vector=vector,
     )
     return items
 
 
-async def _recall_facts(services: Any, ctx: Context, text: str) -> list[Recalled]:
+async def _recall_facts(
+    services: Any, ctx: Context, text: str, vector: Awaitable[Any] | None
+) -> list[Recalled]:
     from graph.kg_recall import recall_facts
 
     facts: list[Any] = await recall_facts(
@@ -66,5 +90,6 @@ async def _recall_facts(services: Any, ctx: Context, text: str) -> list[Recalled
         text,
         hops=ctx.kg_hops,
         token_budget=ctx.kg_tokens,
+        query_vector=vector,
     )
     return facts

@@ -28,7 +28,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
-from neo4j import AsyncDriver, AsyncGraphDatabase, AsyncManagedTransaction
+from neo4j import READ_ACCESS, AsyncDriver, AsyncGraphDatabase, AsyncManagedTransaction
 from neo4j import exceptions as neo4j_errors
 
 from graph.kg import Fact, FactRow, Triple, normalize_entity, prepare
@@ -103,8 +103,12 @@ CREATE (s)-[r:REL {id: row.id, type: row.p, user_id: $uid, created_at: $at, vali
                    source_message: $message, mentions: 1}]->(o)
 RETURN count(r) AS n"""
 
+# Seeds are looked up one by one (UNWIND + property map) so both servers use the unique
+# (user_id, name) index; ArcadeDB plans ``name IN $names`` as a scan of the user's entities
+# (26 ms vs 4 ms for 3 seeds among 3.3k entities).
 Q_HOP = f"""
-MATCH (e:Entity) WHERE e.user_id = $uid AND e.name IN $names
+UNWIND $names AS seed
+MATCH (e:Entity {{user_id: $uid, name: seed}})
 MATCH (e)-[r:REL]-(:Entity)
 WHERE r.invalid_at IS NULL
 WITH DISTINCT r
@@ -133,6 +137,13 @@ RETURN e.name AS name, coalesce(e.display, e.name) AS display, e.norm_name AS no
        e.created_at AS created_at
 ORDER BY e.name
 LIMIT $limit"""
+
+# Entities created since a moment: lets recall keep its name list current without
+# re-reading thousands of names (132 ms for 3.3k on ArcadeDB; this is about 9 ms).
+Q_NAMES_SINCE = """
+MATCH (e:Entity {user_id: $uid})
+WHERE e.created_at >= $since
+RETURN e.name AS name, e.created_at AS created_at"""
 
 Q_COUNT = """
 MATCH (e:Entity {user_id: $uid})
@@ -237,6 +248,25 @@ class GraphStore:
     async def _read(self, what: str, fn: Callable[[AsyncManagedTransaction], Awaitable[T]]) -> T:
         async with self._guard(what), self._driver.session(database=self._database) as session:
             return await session.execute_read(fn)
+
+    @asynccontextmanager
+    async def _reading(self, what: str) -> AsyncIterator[Callable[..., Awaitable[list[Any]]]]:
+        """Reads on the turn path: auto-commit statements in one session.
+
+        A managed transaction costs an extra COMMIT round trip (about 1.5 ms on ArcadeDB)
+        that a read-only lookup does not need; a failed lookup is not retried either, since
+        recall degrades instead of waiting.
+        """
+        async with (
+            self._guard(what),
+            self._driver.session(database=self._database, default_access_mode=READ_ACCESS) as s,
+        ):
+
+            async def run(query: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+                result = await s.run(query, dict(params))
+                return [dict(record) for record in await result.data()]
+
+            yield run
 
     async def _write(self, what: str, fn: Callable[[AsyncManagedTransaction], Awaitable[T]]) -> T:
         """Run a write transaction, retrying constraint races.
@@ -367,26 +397,21 @@ class GraphStore:
         if not seeds or limit <= 0:
             return []
 
-        async def work(tx: AsyncManagedTransaction) -> list[dict[str, Any]]:
-            first = await self._rows(tx, Q_HOP, {"uid": user_id, "names": seeds, "limit": limit})
+        async with self._reading("neighbourhood") as run:
+            first = await run(Q_HOP, {"uid": user_id, "names": seeds, "limit": limit})
             for row in first:
                 row["hop"] = 1
-            if hops == 1 or len(first) >= limit:
-                return first
-            seen = {row["id"] for row in first}
+            rows = first
             seed_set = set(seeds)
             frontier = sorted({row[k] for row in first for k in ("subject", "object")} - seed_set)
-            if not frontier:
-                return first
-            second = await self._rows(
-                tx, Q_HOP, {"uid": user_id, "names": frontier, "limit": limit}
-            )
-            extra = [row for row in second if row["id"] not in seen]
-            for row in extra:
-                row["hop"] = 2
-            return (first + extra)[:limit]
-
-        return [_fact(row) for row in await self._read("neighbourhood", work)]
+            if hops == 2 and len(first) < limit and frontier:
+                seen = {row["id"] for row in first}
+                second = await run(Q_HOP, {"uid": user_id, "names": frontier, "limit": limit})
+                extra = [row for row in second if row["id"] not in seen]
+                for row in extra:
+                    row["hop"] = 2
+                rows = (first + extra)[:limit]
+        return [_fact(row) for row in rows]
 
     async def current_facts(self, user_id: str, *, limit: int = NO_LIMIT) -> list[Fact]:
         """Every still-valid relation of the user, oldest first."""
@@ -399,6 +424,14 @@ class GraphStore:
     async def entity_names(self, user_id: str, *, limit: int = 10_000) -> list[str]:
         """Canonical names of the user's entities (for mention matching in recall)."""
         return [str(e["name"]) for e in await self._entities(user_id, limit)]
+
+    async def entity_names_since(self, user_id: str, since_ms: int) -> list[tuple[str, int]]:
+        """(name, created_at) of the user's entities created at or after ``since_ms``."""
+        check_id("user_id", user_id)
+
+        async with self._reading("entity names") as run:
+            rows = await run(Q_NAMES_SINCE, {"uid": user_id, "since": int(since_ms)})
+        return [(str(r["name"]), int(r["created_at"] or 0)) for r in rows]
 
     async def export_user(self, user_id: str) -> dict[str, Any]:
         """The user's whole graph as JSON-able dicts (entities and every relation)."""

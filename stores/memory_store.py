@@ -50,7 +50,7 @@ import logging
 import math
 import re
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -456,8 +456,14 @@ ORDER BY score DESC, p.key
 LIMIT %(n)s
 """
 
-# The nearest vectors and, in the same round trip, the stored values of every candidate
-# (these plus the full-text hits passed in as %(keys)s).
+# The full-text hits with their stored values, in one round trip.
+_BM25_FETCH_SQL = f"""
+SELECT b.key, b.score, s.value
+FROM ({_BM25_SQL}) b
+JOIN store s ON s.prefix = %(p)s AND s.key = b.key
+"""
+
+# The nearest vectors with their stored values, in one round trip.
 _VECTOR_FETCH_SQL = """
 WITH v AS MATERIALIZED (
     SELECT key, embedding <=> %(v)s::halfvec AS d
@@ -467,14 +473,8 @@ WITH v AS MATERIALIZED (
     LIMIT %(n)s
 )
 SELECT s.key, s.value, 1 - v.d AS cos
-FROM (SELECT key FROM v UNION SELECT unnest(%(keys)s::text[])) k
-JOIN store s ON s.prefix = %(p)s AND s.key = k.key
-LEFT JOIN v ON v.key = k.key
+FROM v JOIN store s ON s.prefix = %(p)s AND s.key = v.key
 """
-
-_FETCH_SQL = (
-    "SELECT key, value, NULL::float8 AS cos FROM store WHERE prefix = %(p)s AND key = ANY(%(keys)s)"
-)
 
 
 class MemoryStore:
@@ -842,10 +842,13 @@ class MemoryStore:
         *,
         weights: tuple[float, float, float] | None = None,
         kinds: Sequence[str] | None = None,
+        query_vector: Awaitable[Sequence[float] | None] | None = None,
     ) -> builtins.list[ScoredItem]:
         """Hybrid search within one user: BM25 full text + vector, fused, then scored.
 
         ``weights`` = (relevance, importance, recency) overrides the configured defaults.
+        ``query_vector`` lets a caller that embeds the query anyway (turn recall does, for
+        the graph too) share that one embedding; it must come from this store's embedder.
         """
         self._require_ready()
         check_id("user id", user_id)
@@ -859,39 +862,29 @@ class MemoryStore:
             cfg.weight_recency,
         )
         n = max(cfg.candidates, k)
-        # The query embedding (CPU, in a worker thread) overlaps the full-text query (I/O).
-        embedding = asyncio.ensure_future(self._embed_query(query))
+        params = {"p": _prefix(user_id), "u": user_id, "n": n}
+        # Full text and vectors are independent queries: run them side by side on two
+        # connections; the query embedding (CPU, in a worker thread) overlaps the first.
+        shared = query_vector is not None and self.vector_enabled
+        embedding = asyncio.ensure_future(
+            query_vector if shared and query_vector is not None else self._embed_query(query)
+        )
+        bm25_task = asyncio.ensure_future(self._bm25(query, params))
         try:
-            async with self._pool.connection() as conn:
-                cur = await conn.execute(
-                    _BM25_SQL,
-                    {
-                        "q": query,
-                        "u": user_id,
-                        "n": n,
-                        "k1": cfg.bm25_k1,
-                        "b": cfg.bm25_b,
-                        "cw": cfg.context_weight,
-                        "common": cfg.common_term_share,
-                    },
-                )
-                bm25_rows = await cur.fetchall()
-                bm25_keys = [r["key"] for r in bm25_rows]
-                vector = await embedding
-                params = {"p": _prefix(user_id), "u": user_id, "n": n, "keys": bm25_keys}
-                if vector is not None:
-                    cur = await conn.execute(_VECTOR_FETCH_SQL, {**params, "v": _vec(vector)})
-                elif bm25_keys:
-                    cur = await conn.execute(_FETCH_SQL, params)
-                else:
-                    return []
-                fetched = await cur.fetchall()
+            vector = await embedding
+            vec_fetched = await self._nearest(vector, params) if vector is not None else []
+            bm25_fetched = await bm25_task
         finally:
-            if not embedding.done():
-                embedding.cancel()
-        values = {r["key"]: r["value"] for r in fetched}
+            # Never cancel a caller's shared embedding: others may be waiting on it.
+            for pending in (bm25_task,) if shared else (embedding, bm25_task):
+                if not pending.done():
+                    pending.cancel()
+        values = {r["key"]: r["value"] for r in bm25_fetched}
+        values.update((r["key"], r["value"]) for r in vec_fetched)
+        bm25_rows = sorted(bm25_fetched, key=lambda r: (-r["score"], r["key"]))
+        bm25_keys = [r["key"] for r in bm25_rows]
         vec_rows = sorted(
-            ({"key": r["key"], "score": r["cos"]} for r in fetched if r["cos"] is not None),
+            ({"key": r["key"], "score": r["cos"]} for r in vec_fetched if r["cos"] is not None),
             key=lambda r: (-r["score"], r["key"]),
         )
         bm25_rank = {key: i for i, key in enumerate(bm25_keys)}
@@ -904,32 +897,58 @@ class MemoryStore:
         when_q = cfg.time_boost > 0 and bool(_WHEN_Q.search(query))
         now = _now()
         half_life_s = max(cfg.recency_half_life_days, 1e-6) * 86400.0
-        hits: builtins.list[ScoredItem] = []
+        # Score from the raw values; only the final k become MemoryItems (building one per
+        # candidate cost ~4 ms a search).
+        scored: builtins.list[tuple[float, float, float, str]] = []
         for key, f in fused.items():
             value = values.get(key)
             if value is None:
                 continue
-            item = _item_from(user_id, key, value)
-            if kinds is not None and item.kind not in kinds:
+            if kinds is not None and str(value.get("kind", "fact")) not in kinds:
                 continue
             relevance = f / top
-            if when_q and _TIME_WORDS.search(item.text):
+            if when_q and _TIME_WORDS.search(str(value.get("text", ""))):
                 relevance = min(1.0, relevance + cfg.time_boost)
-            age_s = max(0.0, (now - item.last_seen_at).total_seconds())
-            recency = 0.5 ** (age_s / half_life_s)
-            score = w_rel * relevance + w_imp * item.importance + w_rec * recency
-            hits.append(
-                ScoredItem(
-                    item=item,
-                    score=score,
-                    relevance=relevance,
-                    recency=recency,
-                    bm25_rank=bm25_rank.get(key),
-                    vector_rank=vec_rank.get(key),
-                )
+            seen_at = _parse_dt(value.get("last_seen_at")) or now
+            recency = 0.5 ** (max(0.0, (now - seen_at).total_seconds()) / half_life_s)
+            importance = float(value.get("importance", 0.5))
+            score = w_rel * relevance + w_imp * importance + w_rec * recency
+            scored.append((score, relevance, recency, key))
+        scored.sort(key=lambda t: (-t[0], -t[1], t[3]))
+        return [
+            ScoredItem(
+                item=_item_from(user_id, key, values[key]),
+                score=score,
+                relevance=relevance,
+                recency=recency,
+                bm25_rank=bm25_rank.get(key),
+                vector_rank=vec_rank.get(key),
             )
-        hits.sort(key=lambda h: (-h.score, -h.relevance, h.item.id))
-        return hits[:k]
+            for score, relevance, recency, key in scored[:k]
+        ]
+
+    async def _bm25(self, query: str, params: Mapping[str, Any]) -> builtins.list[Any]:
+        cfg = self.config
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                _BM25_FETCH_SQL,
+                {
+                    **params,
+                    "q": query,
+                    "k1": cfg.bm25_k1,
+                    "b": cfg.bm25_b,
+                    "cw": cfg.context_weight,
+                    "common": cfg.common_term_share,
+                },
+            )
+            return await cur.fetchall()
+
+    async def _nearest(
+        self, vector: Sequence[float], params: Mapping[str, Any]
+    ) -> builtins.list[Any]:
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(_VECTOR_FETCH_SQL, {**params, "v": _vec(vector)})
+            return await cur.fetchall()
 
     def _fuse(
         self,
@@ -978,6 +997,7 @@ async def recall_memories(
     *,
     k: int,
     token_budget: int,
+    query_vector: Awaitable[Sequence[float] | None] | None = None,
 ) -> list[dict[str, Any]]:
     """The top memories for ``text`` as ``Recalled`` dicts, best first, within a token budget.
 
@@ -986,7 +1006,7 @@ async def recall_memories(
     """
     if memory_store is None or not text.strip() or k <= 0 or token_budget <= 0:
         return []
-    hits = await memory_store.search(user_id, text, k=k)
+    hits = await memory_store.search(user_id, text, k=k, query_vector=query_vector)
     out: list[dict[str, Any]] = []
     used = 0
     for hit in hits:

@@ -254,3 +254,73 @@ async def test_recall_semantic_match_hops_and_budget(graph_store: GraphStore, kg
     )
     assert [r["text"] for r in tiny] == [two[0]["text"]]
     assert await recall_facts(graph_store, None, kg_user + "-nobody", "What do I do?") == []
+
+
+def test_mention_index_agrees_with_scanning_every_name() -> None:
+    """The span index must find exactly what testing each name against the message finds."""
+    import random
+
+    from graph.kg_recall import _cached_entity_key, _message_key
+
+    def scan(text: str, names: list[str]) -> list[str]:
+        message = f" {_message_key(text)} "
+        found = [
+            n for n in names if len(key := _cached_entity_key(n)) > 1 and f" {key} " in message
+        ]
+        return found + (["user"] if " user " in message and "user" not in found else [])
+
+    rng = random.Random(4)
+    words = ["ana", "tea", "my", "I", "sister", "acme", "corp", "user's", "x", "café", "new york"]
+    for _ in range(500):
+        names = list(
+            dict.fromkeys(" ".join(rng.choices(words, k=rng.randint(1, 3))) for _ in range(20))
+        )
+        text = " ".join(rng.choices([*words, "?", "'s"], k=rng.randint(0, 12)))
+        assert mentioned_entities(text, names) == scan(text, names), (text, names)
+
+
+async def test_entity_names_stay_current_without_rereading(
+    graph_store: GraphStore, kg_user: str, monkeypatch: Any
+) -> None:
+    """Recall reads the name list whole once; later entities arrive incrementally: this
+    process's writes at once, other processes' writes on the next incremental check."""
+    import graph.kg_recall as kg_recall
+
+    kg_recall.forget_user(kg_user)
+    full_reads: list[str] = []
+    whole = graph_store.entity_names
+
+    async def counting(user_id: str, **kw: Any) -> list[str]:
+        full_reads.append(user_id)
+        return await whole(user_id, **kw)
+
+    monkeypatch.setattr(graph_store, "entity_names", counting)
+
+    async def ask(text: str) -> list[str]:
+        hits = await recall_facts(graph_store, None, kg_user, text, hops=1, token_budget=400)
+        return [h["text"] for h in hits]
+
+    say: Any = {"thread_id": "t", "message_id": "m", "at_ms": 1_000}
+    await graph_store.upsert_triples(
+        kg_user, [Triple(subject="I", predicate="likes", object="tea")], **say
+    )
+    assert any("tea" in t for t in await ask("Do I still like tea?"))
+    assert full_reads == [kg_user]
+
+    # Written by this process (the extraction node): visible on the very next recall.
+    services = make_services(graph_store, None, ScriptedToolModel(script=rule_script))
+    state: Any = {"messages": [HumanMessage(content="I work at Globex", id="h"), AIMessage("ok")]}
+    await extract_knowledge(state, runtime(kg_user, services))
+    assert any("globex" in t.casefold() for t in await ask("How is Globex?"))
+
+    # Written elsewhere: found by the incremental check once it is due, still no full read.
+    now_ms = int(__import__("time").time() * 1000)
+    await graph_store.upsert_triples(
+        kg_user,
+        [Triple(subject="Zora", predicate="knows", object="Ivo")],
+        **{**say, "at_ms": now_ms},
+    )
+    assert await ask("What about Zora?") == []  # not checked yet: within the TTL
+    kg_recall._names[kg_user].check_at = 0.0
+    assert any("zora" in t.casefold() for t in await ask("What about Zora?"))
+    assert full_reads == [kg_user]

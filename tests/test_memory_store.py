@@ -53,6 +53,32 @@ async def test_semantic_match_without_shared_words(memory_store: MemoryStore) ->
     assert hits[0].vector_rank is not None
 
 
+async def test_a_shared_query_vector_gives_the_same_ranking(memory_store: MemoryStore) -> None:
+    """Turn recall embeds the message once for memories and graph; passing that vector in
+    must rank exactly as the store embedding the query itself, and a failed shared
+    embedding must fail the search rather than silently drop the vector side."""
+    import asyncio
+
+    user = _uid()
+    for text in ("User's dog is a beagle named Rex", "User drinks oat milk", "User hikes alps"):
+        await memory_store.add(user, text)
+    query = "which pet does the user have?"
+    own = await memory_store.search(user, query, k=3)
+    assert memory_store._embeddings is not None
+    vector = asyncio.ensure_future(memory_store._embeddings.aembed_query(query))
+    shared = await memory_store.search(user, query, k=3, query_vector=vector)
+    assert [(h.item.id, round(h.score, 6), h.vector_rank) for h in shared] == [
+        (h.item.id, round(h.score, 6), h.vector_rank) for h in own
+    ]
+    assert own[0].vector_rank == 0 and "Rex" in own[0].item.text
+
+    async def broken() -> list[float]:
+        raise RuntimeError("embedder down")
+
+    with pytest.raises(RuntimeError, match="embedder down"):
+        await memory_store.search(user, query, k=3, query_vector=asyncio.ensure_future(broken()))
+
+
 async def test_near_duplicate_updates_existing(memory_store: MemoryStore) -> None:
     user = _uid()
     first = await memory_store.add(user, "User likes green tea", importance=0.4, provenance=["m1"])

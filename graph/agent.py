@@ -22,6 +22,7 @@ from graph.builder import PIPELINE, REPLY_NODE, build_graph
 from graph.context import Context
 from stores.errors import InvalidInput
 from stores.ids import check_id
+from stores.postgres import PooledPostgresSaver
 from stores.services import Services
 
 MAX_MESSAGE_CHARS = 32_000
@@ -171,6 +172,7 @@ class TurnRunner:
             modes = list(stream_mode) if isinstance(stream_mode, list) else [stream_mode]
             turn = 0
             replied = False
+            final: dict[str, Any] = {}
             try:
                 async for mode, chunk in self.graph.astream(
                     {"messages": parsed},
@@ -181,6 +183,7 @@ class TurnRunner:
                 ):
                     if mode == "values" and isinstance(chunk, dict):
                         turn = int(chunk.get("turn", 0) or 0)
+                        final = chunk
                     elif (
                         mode == "tasks"
                         and isinstance(chunk, dict)
@@ -189,14 +192,28 @@ class TurnRunner:
                         replied = True
                     yield mode, chunk
             except BaseException:
+                self._cache_messages(thread_id, None)
                 if not replied:  # no reply: take the question back out, leave no half turn
                     await self._forget(thread_id, parsed)
                     await threads.end_run(thread_id)
                 raise
+            self._cache_messages(thread_id, final)
             await threads.end_run(thread_id)
         every = self.services.settings.compact_every_turns
         if every and turn and turn % every == 0:
             await self.compact(thread_id)
+
+    def _cache_messages(self, thread_id: str, final: dict[str, Any] | None) -> None:
+        """Hand the thread's final messages to the checkpointer, which serves them as the
+        next turn's starting state instead of replaying every write since the last snapshot
+        (see ``PooledPostgresSaver.remember_channels``); ``None`` drops what it holds."""
+        saver = self.graph.checkpointer
+        if not isinstance(saver, PooledPostgresSaver):
+            return
+        if final is None or "messages" not in final:
+            saver.forget_channels(thread_id)
+        else:
+            saver.remember_channels(thread_id, {"messages": final["messages"]})
 
     async def _forget(self, thread_id: str, parsed: list[AnyMessage]) -> None:
         """Remove this turn's input from the thread after a failure before the reply."""

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import logging
 import time
 import weakref
-from collections.abc import AsyncIterator
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -14,7 +16,13 @@ from urllib.parse import urlsplit
 
 from langchain_core.embeddings import Embeddings
 from langchain_core.runnables import RunnableConfig
-from langgraph.checkpoint.base import ChannelVersions, Checkpoint, CheckpointMetadata
+from langgraph.checkpoint.base import (
+    ChannelVersions,
+    Checkpoint,
+    CheckpointMetadata,
+    DeltaChannelHistory,
+    get_checkpoint_id,
+)
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from langgraph.checkpoint.serde.base import SerializerProtocol
 from langgraph.store.postgres.aio import AsyncPostgresStore
@@ -121,8 +129,18 @@ class _Inline:
     value: Any
 
 
+DELTA_CACHE_THREADS = 512
+"""Threads whose newest message state a process keeps in memory (least recently used go)."""
+
+
+def _thread_key(config: RunnableConfig) -> tuple[str, str]:
+    configurable = config.get("configurable") or {}
+    return str(configurable.get("thread_id")), str(configurable.get("checkpoint_ns") or "")
+
+
 class PooledPostgresSaver(AsyncPostgresSaver):
-    """The Postgres saver without its process-wide lock when it draws from a pool.
+    """The Postgres saver without its process-wide lock when it draws from a pool, and with
+    each thread's newest message state kept in memory (:meth:`remember_channels`).
 
     ``AsyncPostgresSaver._cursor`` holds one ``asyncio.Lock`` around every read and write,
     which protects a single shared connection, but with a pool it serialized every
@@ -130,6 +148,65 @@ class PooledPostgresSaver(AsyncPostgresSaver):
     it. Each pooled call checks out its own connection, so no lock is needed (LangGraph's
     own ``AsyncPostgresStore`` already skips it for pools). A single connection keeps it.
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._newest: OrderedDict[tuple[str, str], str] = OrderedDict()
+        self._replayed: OrderedDict[tuple[str, str], tuple[str, dict[str, Any]]] = OrderedDict()
+
+    async def aput(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        saved = await super().aput(config, checkpoint, metadata, new_versions)
+        key = _thread_key(saved)
+        self._newest[key] = str(saved["configurable"]["checkpoint_id"])
+        self._newest.move_to_end(key)
+        while len(self._newest) > DELTA_CACHE_THREADS:
+            self._newest.popitem(last=False)
+        return saved
+
+    def remember_channels(self, thread_id: str, values: dict[str, Any], ns: str = "") -> None:
+        """Keep the value of delta channels at the thread's newest checkpoint in memory.
+
+        A ``DeltaChannel`` is rebuilt on every turn by reading and deserializing each write
+        since its last snapshot (about 6 ms a turn here). The caller that just finished a
+        run on the thread knows the final value; the next turn's load asks for exactly that
+        checkpoint, and checkpoints never change, so the value can be handed back as the
+        replay seed. Any other checkpoint (another process wrote, a state update, time
+        travel) misses and is read from Postgres as before.
+        """
+        key = (thread_id, ns)
+        newest = self._newest.get(key)
+        if newest is None:
+            return
+        self._replayed[key] = (newest, dict(values))
+        self._replayed.move_to_end(key)
+        while len(self._replayed) > DELTA_CACHE_THREADS:
+            self._replayed.popitem(last=False)
+
+    def forget_channels(self, thread_id: str) -> None:
+        for key in [k for k in self._replayed if k[0] == thread_id]:
+            del self._replayed[key]
+
+    async def aget_delta_channel_history(
+        self, *, config: RunnableConfig, channels: Sequence[str]
+    ) -> Mapping[str, DeltaChannelHistory]:
+        key = _thread_key(config)
+        hit = self._replayed.get(key)
+        target = get_checkpoint_id(config)
+        if hit is not None and target and hit[0] == target and all(c in hit[1] for c in channels):
+            self._replayed.move_to_end(key)
+            # A fresh list: the channel's reducer must never share a list with the cache.
+            return {c: {"seed": copy.copy(hit[1][c]), "writes": []} for c in channels}
+        return await super().aget_delta_channel_history(config=config, channels=channels)
+
+    async def adelete_thread(self, thread_id: str) -> None:
+        self.forget_channels(thread_id)
+        await super().adelete_thread(thread_id)
 
     @asynccontextmanager
     async def _cursor(self, *, pipeline: bool = False) -> AsyncIterator[AsyncCursor[DictRow]]:

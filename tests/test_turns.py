@@ -133,3 +133,56 @@ async def test_failed_summarization_loses_nothing(services: Services, uid: str, 
     state = await graph.aget_state(config)
     texts = [m.text for m in state.values["messages"]]
     assert "first" in texts and "second" in texts
+
+
+async def test_next_turn_starts_from_the_remembered_messages(
+    services: Services, uid: str, tid: str, monkeypatch: Any
+) -> None:
+    """The runner hands each thread's final messages to the checkpointer, which serves them
+    to the next turn instead of replaying every write since the last snapshot. What it serves
+    must equal what Postgres alone rebuilds, and any other checkpoint must still be read."""
+    from graph.agent import TurnRunner
+    from stores.postgres import PooledPostgresSaver
+
+    saver = services.checkpointer
+    assert isinstance(saver, PooledPostgresSaver)
+    reads: list[str | None] = []
+    original = PooledPostgresSaver.__mro__[1].aget_delta_channel_history
+
+    async def counting(self: Any, *, config: Any, channels: Any) -> Any:
+        reads.append(config["configurable"].get("checkpoint_id"))
+        return await original(self, config=config, channels=channels)
+
+    monkeypatch.setattr(PooledPostgresSaver.__mro__[1], "aget_delta_channel_history", counting)
+    runner = TurnRunner(services)
+    ctx: dict[str, Any] = {"strategy": "buffer"}
+    for i in range(4):
+        await runner.invoke(uid, tid, [{"type": "human", "content": f"note {i}"}], **ctx)
+        await runner.drain()
+    assert reads == []  # turns 2-4 started from memory (turn 1 had no history)
+
+    cached = await runner.graph.aget_state(runner.config(tid))
+    fresh_saver = PooledPostgresSaver(conn=services.pool)  # no memory: replays from Postgres
+    fresh = await build_graph(fresh_saver, services.store).aget_state(runner.config(tid))
+    assert reads  # the fresh saver did read
+    texts = [m.text for m in fresh.values["messages"]]
+    assert [m.text for m in cached.values["messages"]] == texts
+    assert texts[-2:] == ["note 3", "echo: note 3"] and len(texts) == 8
+
+    # A state update makes a newer checkpoint the cache never saw: read from Postgres.
+    reads.clear()
+    await runner.graph.aupdate_state(
+        runner.config(tid),
+        {"messages": [HumanMessage(content="edited in", id="x1")]},
+        as_node="write_memory",
+    )
+    await runner.invoke(uid, tid, [{"type": "human", "content": "note 4"}], **ctx)
+    await runner.drain()
+    assert len(reads) == 1
+    state = await build_graph(fresh_saver, services.store).aget_state(runner.config(tid))
+    texts = [m.text for m in state.values["messages"]]
+    assert texts[-3:] == ["edited in", "note 4", "echo: note 4"] and len(texts) == 11
+
+    # Deleting the thread drops what the process held for it.
+    await saver.adelete_thread(tid)
+    assert not [k for k in saver._replayed if k[0] == tid]

@@ -44,8 +44,27 @@ def structured(model: BaseChatModel, schema: type[BaseModel]) -> Runnable[Any, A
     runnable = per_model.get(schema)
     if runnable is None:
         runnable = model.with_structured_output(schema, method="function_calling")
+        _trace_schema_once(runnable, schema)
         per_model[schema] = runnable
     return runnable
+
+
+def _trace_schema_once(runnable: Runnable[Any, Any], schema: type[BaseModel]) -> None:
+    """Give the binding's tracing metadata the schema as JSON, converted once.
+
+    ``with_structured_output`` binds ``ls_structured_output_format={"schema": <class>}``, and
+    every model call converts that class to JSON schema for LangSmith metadata, tracing on
+    or off: about 1 ms of pydantic work per call, 12% of the server's CPU under load. The
+    already-converted dict passes through that conversion unchanged and cheaply.
+    """
+    from langchain_core.utils.function_calling import convert_to_json_schema
+
+    kwargs = getattr(getattr(runnable, "first", None), "kwargs", None)
+    if not isinstance(kwargs, dict):
+        return
+    trace = kwargs.get("ls_structured_output_format")
+    if isinstance(trace, dict) and trace.get("schema") is schema:
+        kwargs["ls_structured_output_format"] = {**trace, "schema": convert_to_json_schema(schema)}
 
 
 def build_chat_model(settings: Settings, *, stack: AsyncExitStack | None = None) -> BaseChatModel:

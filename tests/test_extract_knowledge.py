@@ -324,3 +324,25 @@ async def test_entity_names_stay_current_without_rereading(
     kg_recall._names[kg_user].check_at = 0.0
     assert any("zora" in t.casefold() for t in await ask("What about Zora?"))
     assert full_reads == [kg_user]
+
+
+async def test_structured_calls_do_not_rebuild_the_json_schema(monkeypatch: Any) -> None:
+    """The schema is converted once when the structured runnable is built, not on every call
+    (LangChain's tracing metadata would otherwise redo it, ~1 ms of CPU per call)."""
+    from graph.kg import ExtractedTriples
+    from stores.llm import structured
+
+    model = ScriptedToolModel(script=rule_script)
+    structured(model, ExtractedTriples)  # built (and converted) here, as on a first turn
+    calls: list[str] = []
+    original = ExtractedTriples.model_json_schema.__func__  # type: ignore[attr-defined]
+
+    def counting(cls: Any, *args: Any, **kwargs: Any) -> Any:
+        calls.append(cls.__name__)
+        return original(cls, *args, **kwargs)
+
+    monkeypatch.setattr(ExtractedTriples, "model_json_schema", classmethod(counting))
+    for _ in range(3):
+        triples = await extract_triples(model, "I live in Oslo", "Nice.")
+        assert [t.object for t in triples] == ["Oslo"]
+    assert calls == []

@@ -383,6 +383,34 @@ class AgentRunnable(RunnableSerializable[dict[str, Any], dict[str, Any]]):
             raise InvalidInput("configurable.thread_id is required")
         return str(user_id), str(thread_id), configurable
 
+    @staticmethod
+    def _graph_config(config: RunnableConfig | None) -> RunnableConfig:
+        """The request's config without LangServe's event aggregator.
+
+        LangServe attaches an aggregator to every invoke and stream request, which records
+        every callback event of the run (each node, model call and parser, with inputs and
+        outputs) so it could return them; with callback events off (ours) it then drops
+        them. Forwarded into the graph, it cost about 10% of the server's CPU under load, and
+        it would go on recording the post-reply memory work after the response was sent.
+        Other handlers (``stream_events``, LangSmith tracing) are kept.
+        """
+        from langchain_core.callbacks.base import BaseCallbackManager
+        from langserve.callbacks import AsyncEventAggregatorCallback
+
+        out: dict[str, Any] = dict(config or {})
+        callbacks = out.get("callbacks")
+        if isinstance(callbacks, list):
+            out["callbacks"] = [
+                c for c in callbacks if not isinstance(c, AsyncEventAggregatorCallback)
+            ]
+        elif isinstance(callbacks, BaseCallbackManager):
+            manager = callbacks.copy()
+            for handler in list(manager.handlers):
+                if isinstance(handler, AsyncEventAggregatorCallback):
+                    manager.remove_handler(handler)
+            out["callbacks"] = manager
+        return out  # type: ignore[return-value]
+
     def _messages(self, value: Any) -> list[Any]:
         if isinstance(value, BaseModel):
             value = value.model_dump()
@@ -398,7 +426,11 @@ class AgentRunnable(RunnableSerializable[dict[str, Any], dict[str, Any]]):
     ) -> dict[str, Any]:
         user_id, thread_id, configurable = self._who(config)
         result = await self.runner.invoke(
-            user_id, thread_id, self._messages(input), config=config, **configurable
+            user_id,
+            thread_id,
+            self._messages(input),
+            config=self._graph_config(config),
+            **configurable,
         )
         return {"messages": result.get("messages", []), "summary": result.get("summary", "")}
 
@@ -407,6 +439,10 @@ class AgentRunnable(RunnableSerializable[dict[str, Any], dict[str, Any]]):
     ) -> AsyncIterator[dict[str, Any]]:
         user_id, thread_id, configurable = self._who(config)
         async for chunk in self.runner.stream(
-            user_id, thread_id, self._messages(input), config=config, **configurable
+            user_id,
+            thread_id,
+            self._messages(input),
+            config=self._graph_config(config),
+            **configurable,
         ):
             yield chunk

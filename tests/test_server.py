@@ -217,6 +217,36 @@ async def test_stream_and_stream_events(
             services.set_chat_model(EchoChatModel())
 
 
+async def test_langserve_event_aggregator_stays_out_of_the_graph(
+    client: httpx.AsyncClient, alice: Caller, app: FastAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """LangServe's per-request event recorder sees the request's own run, never the nodes,
+    model calls and parsers of the turn (it drops what it records, at a cost)."""
+    from langserve.callbacks import AsyncEventAggregatorCallback
+
+    recorded: list[str] = []
+    made: list[object] = []
+    init = AsyncEventAggregatorCallback.__init__
+
+    def counting_init(self: Any) -> None:
+        made.append(self)
+        init(self)
+
+    def log_callback(self: Any, event: Any) -> None:
+        recorded.append(str(event.get("type")))
+
+    monkeypatch.setattr(AsyncEventAggregatorCallback, "__init__", counting_init)
+    monkeypatch.setattr(AsyncEventAggregatorCallback, "log_callback", log_callback)
+    thread = f"agg-{uuid.uuid4().hex[:6]}"
+    res = await client.post(
+        "/agent/invoke", json=agent_body(thread, "I like tea"), headers=alice.headers
+    )
+    assert res.status_code == 200, res.text
+    await app.state.runner.drain()
+    assert made  # LangServe did attach one to the request
+    assert recorded == []
+
+
 async def test_concurrent_turns_keep_one_chain(
     client: httpx.AsyncClient, alice: Caller, app: FastAPI
 ) -> None:

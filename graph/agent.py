@@ -7,7 +7,7 @@ import asyncio
 import logging
 import uuid
 import weakref
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -28,7 +28,9 @@ from stores.services import Services
 MAX_MESSAGE_CHARS = 32_000
 _NODE_NAMES = [name for name, _ in PIPELINE]
 POST_REPLY_NODES = frozenset(_NODE_NAMES[_NODE_NAMES.index(REPLY_NODE) + 1 :])
-"""Nodes that run after the reply; when one starts, the reply's checkpoint is committed."""
+"""Nodes that run after the reply."""
+_REPLY_CHECKPOINT = frozenset(f"branch:to:{name}" for name in POST_REPLY_NODES)
+"""Channels only the checkpoint holding the reply updates: it schedules the post-reply nodes."""
 
 log = logging.getLogger(__name__)
 
@@ -146,6 +148,18 @@ class TurnRunner:
         )
         return True
 
+    def _watch_reply(self, thread_id: str) -> asyncio.Future[None] | None:
+        """Where the checkpointer can report commits, a future for the reply's checkpoint."""
+        saver = self.graph.checkpointer
+        if isinstance(saver, PooledPostgresSaver):
+            return saver.watch(thread_id, _REPLY_CHECKPOINT)
+        return None
+
+    def _unwatch_reply(self, thread_id: str) -> None:
+        saver = self.graph.checkpointer
+        if isinstance(saver, PooledPostgresSaver):
+            saver.unwatch(thread_id)
+
     async def _run(
         self,
         user_id: str,
@@ -154,51 +168,62 @@ class TurnRunner:
         config: RunnableConfig | None,
         knobs: dict[str, Any],
         stream_mode: Any,
+        on_watch: Callable[[asyncio.Future[None]], None] | None = None,
     ) -> AsyncIterator[tuple[str, Any]]:
         """One turn with the thread held: recover a dead run, mark, run, unmark.
 
-        Runs with ``durability="sync"``: a step's checkpoint is committed before the next
-        step starts, so once a post-reply node has started, the reply is durable.
+        Given ``on_watch``, and a checkpointer that reports commits, the run uses
+        ``durability="async"``: each checkpoint is written while the next step runs, and
+        ``on_watch`` receives a future that resolves when the reply's checkpoint is
+        committed. Otherwise ``durability="sync"``: a step's checkpoint is committed before
+        the next starts, so a post-reply node starting proves the reply durable.
         """
         threads = self.services.threads
         assert threads is not None
         async with self.hold(thread_id):
-            owed = await threads.begin_run(thread_id, self._knobs(knobs))
-            if owed is not None:
-                try:
-                    await self._recover(user_id, thread_id, owed)
-                except Exception:  # owed work that keeps failing must not block new turns
-                    log.exception("could not finish the earlier run on thread %s", thread_id)
-            modes = list(stream_mode) if isinstance(stream_mode, list) else [stream_mode]
-            turn = 0
-            replied = False
-            final: dict[str, Any] = {}
+            saved = self._watch_reply(thread_id) if on_watch is not None else None
+            if saved is not None and on_watch is not None:
+                on_watch(saved)
             try:
-                async for mode, chunk in self.graph.astream(
-                    {"messages": parsed},
-                    self.config(thread_id, config),
-                    context=self.context(user_id, **knobs),
-                    stream_mode=sorted({*modes, "values", "tasks"}),
-                    durability="sync",
-                ):
-                    if mode == "values" and isinstance(chunk, dict):
-                        turn = int(chunk.get("turn", 0) or 0)
-                        final = chunk
-                    elif (
-                        mode == "tasks"
-                        and isinstance(chunk, dict)
-                        and chunk.get("name") in POST_REPLY_NODES
+                owed = await threads.begin_run(thread_id, self._knobs(knobs))
+                if owed is not None:
+                    try:
+                        await self._recover(user_id, thread_id, owed)
+                    except Exception:  # owed work that keeps failing must not block new turns
+                        log.exception("could not finish the earlier run on thread %s", thread_id)
+                modes = list(stream_mode) if isinstance(stream_mode, list) else [stream_mode]
+                turn = 0
+                replied = False
+                final: dict[str, Any] = {}
+                try:
+                    async for mode, chunk in self.graph.astream(
+                        {"messages": parsed},
+                        self.config(thread_id, config),
+                        context=self.context(user_id, **knobs),
+                        stream_mode=sorted({*modes, "values", "tasks"}),
+                        durability="sync" if saved is None else "async",
                     ):
-                        replied = True
-                    yield mode, chunk
-            except BaseException:
-                self._cache_messages(thread_id, None)
-                if not replied:  # no reply: take the question back out, leave no half turn
-                    await self._forget(thread_id, parsed)
-                    await threads.end_run(thread_id)
-                raise
-            self._cache_messages(thread_id, final)
-            await threads.end_run(thread_id)
+                        if mode == "values" and isinstance(chunk, dict):
+                            turn = int(chunk.get("turn", 0) or 0)
+                            final = chunk
+                        elif (
+                            mode == "tasks"
+                            and isinstance(chunk, dict)
+                            and chunk.get("name") in POST_REPLY_NODES
+                        ):
+                            replied = True
+                        yield mode, chunk
+                except BaseException:
+                    self._cache_messages(thread_id, None)
+                    if not replied:  # no reply: take the question back out, no half turn
+                        await self._forget(thread_id, parsed)
+                        await threads.end_run(thread_id)
+                    raise
+                self._cache_messages(thread_id, final)
+                await threads.end_run(thread_id)
+            finally:
+                if saved is not None:
+                    self._unwatch_reply(thread_id)
         every = self.services.settings.compact_every_turns
         if every and turn and turn % every == 0:
             await self.compact(thread_id)
@@ -276,11 +301,31 @@ class TurnRunner:
         loop = asyncio.get_running_loop()
         reply: asyncio.Future[dict[str, Any]] = loop.create_future()
 
+        def answer(values: dict[str, Any], saved: asyncio.Future[None] | None) -> None:
+            """Resolve the caller's future with the reply once its checkpoint is durable."""
+            if reply.done():
+                return
+            if saved is None or saved.done():
+                reply.set_result(values)
+                return
+
+            def on_saved(future: asyncio.Future[None]) -> None:
+                if not future.cancelled():
+                    answer(values, None)
+
+            saved.add_done_callback(on_saved)
+
         async def run() -> None:
             values: dict[str, Any] = {}
+            saved: asyncio.Future[None] | None = None
+
+            def watching(future: asyncio.Future[None]) -> None:
+                nonlocal saved
+                saved = future
+
             try:
                 async for mode, chunk in self._run(
-                    user_id, thread_id, parsed, config, knobs, "values"
+                    user_id, thread_id, parsed, config, knobs, "values", watching
                 ):
                     if mode == "values":
                         values = chunk
@@ -288,11 +333,9 @@ class TurnRunner:
                         mode == "tasks"
                         and "input" in chunk
                         and chunk.get("name") in POST_REPLY_NODES
-                        and not reply.done()
                     ):
-                        reply.set_result(values)
-                if not reply.done():
-                    reply.set_result(values)
+                        answer(values, saved)
+                answer(values, None)  # the run is over: every checkpoint is written
             except BaseException as exc:
                 if not reply.done():
                     reply.set_exception(exc)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import hashlib
 import logging
@@ -153,6 +154,25 @@ class PooledPostgresSaver(AsyncPostgresSaver):
         super().__init__(*args, **kwargs)
         self._newest: OrderedDict[tuple[str, str], str] = OrderedDict()
         self._replayed: OrderedDict[tuple[str, str], tuple[str, dict[str, Any]]] = OrderedDict()
+        self._watches: dict[tuple[str, str], tuple[frozenset[str], asyncio.Future[None]]] = {}
+
+    def watch(self, thread_id: str, channels: frozenset[str], ns: str = "") -> asyncio.Future[None]:
+        """A future that resolves once a checkpoint of the thread that updated any of
+        ``channels`` is committed.
+
+        With ``durability="async"`` LangGraph writes each checkpoint while the next step
+        already runs, so a node starting no longer proves the previous step is saved. A turn
+        watches for the checkpoint that schedules the post-reply nodes (its updated channels
+        include ``branch:to:<node>``) and answers only when that one is durable.
+        """
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._watches[(thread_id, ns)] = (channels, future)
+        return future
+
+    def unwatch(self, thread_id: str, ns: str = "") -> None:
+        entry = self._watches.pop((thread_id, ns), None)
+        if entry is not None and not entry[1].done():
+            entry[1].cancel()
 
     async def aput(
         self,
@@ -167,6 +187,10 @@ class PooledPostgresSaver(AsyncPostgresSaver):
         self._newest.move_to_end(key)
         while len(self._newest) > DELTA_CACHE_THREADS:
             self._newest.popitem(last=False)
+        watch = self._watches.get(key)
+        if watch is not None and not watch[1].done():
+            if watch[0].intersection(checkpoint.get("updated_channels") or ()):
+                watch[1].set_result(None)
         return saved
 
     def remember_channels(self, thread_id: str, values: dict[str, Any], ns: str = "") -> None:

@@ -127,3 +127,47 @@ async def test_next_turn_completes_owed_work_first(services: Services, uid: str,
         "speaks Welsh", "echo: speaks Welsh", "plays chess", "echo: plays chess",
     ]  # fmt: skip
     services.set_chat_model(EchoChatModel())
+
+
+async def test_reply_waits_for_its_checkpoint_to_commit(
+    services: Services, uid: str, tid: str
+) -> None:
+    """Checkpoints are written while the next step runs (async durability), so the memory
+    work may already be running when the reply's checkpoint is still in flight. The caller
+    must not get the reply before that checkpoint is committed."""
+    from graph.builder import build_graph
+    from stores.postgres import PooledPostgresSaver
+
+    gate = asyncio.Event()
+    held: list[str] = []
+
+    class SlowReplySaver(PooledPostgresSaver):
+        async def aput(self, config: Any, checkpoint: Any, metadata: Any, versions: Any) -> Any:
+            if "branch:to:summarize" in (checkpoint.get("updated_channels") or ()):
+                held.append(checkpoint["id"])
+                await gate.wait()
+            return await super().aput(config, checkpoint, metadata, versions)
+
+    assert services.pool is not None
+    saver = SlowReplySaver(conn=services.pool)
+    runner = TurnRunner(services, build_graph(saver, services.store))
+    turn = asyncio.ensure_future(
+        runner.invoke(uid, tid, [{"type": "human", "content": "hello there"}])
+    )
+    for _ in range(200):  # until the reply's checkpoint is being written
+        if held:
+            break
+        await asyncio.sleep(0.02)
+    assert held, "the reply's checkpoint was never written"
+    await asyncio.sleep(0.2)
+    assert not turn.done()  # the reply exists in memory but is not durable yet
+    stored = await PooledPostgresSaver(conn=services.pool).aget_tuple(runner.config(tid))
+    assert stored is None or stored.checkpoint["id"] != held[0]
+    gate.set()
+    result = await asyncio.wait_for(turn, timeout=30)
+    assert result["messages"][-1].text == "echo: hello there"
+    stored = await PooledPostgresSaver(conn=services.pool).aget_tuple(
+        {"configurable": {"thread_id": tid, "checkpoint_ns": "", "checkpoint_id": held[0]}}
+    )
+    assert stored is not None  # committed before the caller heard back
+    await runner.drain()

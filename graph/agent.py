@@ -195,11 +195,13 @@ class TurnRunner:
                 turn = 0
                 replied = False
                 final: dict[str, Any] = {}
+                context = self.context(user_id, **knobs)
+                context.reply_saved = saved
                 try:
                     async for mode, chunk in self.graph.astream(
                         {"messages": parsed},
                         self.config(thread_id, config),
-                        context=self.context(user_id, **knobs),
+                        context=context,
                         stream_mode=sorted({*modes, "values", "tasks"}),
                         durability="sync" if saved is None else "async",
                     ):
@@ -310,7 +312,11 @@ class TurnRunner:
                 return
 
             def on_saved(future: asyncio.Future[None]) -> None:
-                if not future.cancelled():
+                if future.cancelled() or reply.done():
+                    return
+                if future.exception() is not None:
+                    reply.set_exception(future.exception())  # type: ignore[arg-type]
+                else:
                     answer(values, None)
 
             saved.add_done_callback(on_saved)

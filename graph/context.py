@@ -3,6 +3,7 @@ strategy from one request to the next without migrating any stored state."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -50,7 +51,26 @@ class Context:
     model: str | None = None
     """Override of the deployment's chat model name for this request."""
 
+    reply_saved: Any = field(default=None, repr=False, compare=False)
+    """Set by the turn runner: an ``asyncio.Future`` that resolves once the checkpoint holding
+    the reply is committed (see :func:`after_reply`)."""
+
     services: Any = field(default=None, repr=False, compare=False)
     """`stores.services.Services` handed in by the host process (CLI, server, tests). Typed
     loosely so the context stays JSON-schema friendly for LangGraph Studio. When absent,
     nodes resolve process-wide services lazily, which is what `langgraph dev` relies on."""
+
+
+REPLY_WAIT_S = 10.0
+
+
+async def after_reply(ctx: Context | None) -> None:
+    """Hold post-reply work until the reply's checkpoint is committed.
+
+    With async durability the post-reply nodes start while that checkpoint is still being
+    written, and on a busy box their work (extraction, embedding, graph writes) slowed the
+    very write the caller waits for. A failed or slow write lets the work go on regardless.
+    """
+    saved = getattr(ctx, "reply_saved", None)
+    if isinstance(saved, asyncio.Future) and not saved.done():
+        await asyncio.wait([saved], timeout=REPLY_WAIT_S)

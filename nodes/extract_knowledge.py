@@ -18,7 +18,7 @@ from langgraph.config import get_config
 from langgraph.runtime import Runtime
 
 from graph import prompts
-from graph.context import Context
+from graph.context import Context, after_reply
 from graph.kg import MAX_TRIPLES_PER_TURN, ExtractedTriples, Triple, grounded
 from graph.state import AgentState
 
@@ -136,6 +136,7 @@ async def extract_knowledge(state: AgentState, runtime: Runtime[Context]) -> dic
     human, question, reply = exchange(state.get("messages", []))
     if human is None or not worth_extracting(human.text):
         return {}
+    await after_reply(ctx)
     services = await services_for(runtime)
     if getattr(services, "graph", None) is None and getattr(services, "outbox", None) is None:
         return {}  # no knowledge graph configured in this process

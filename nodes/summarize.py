@@ -8,7 +8,7 @@ from langchain_core.messages import HumanMessage, RemoveMessage, SystemMessage
 from langgraph.runtime import Runtime
 
 from graph import prompts
-from graph.context import Context
+from graph.context import Context, after_reply
 from graph.render import transcript
 from graph.short_term import messages_to_fold
 from graph.state import AgentState
@@ -25,6 +25,7 @@ async def summarize(state: AgentState, runtime: Runtime[Context]) -> dict[str, A
     fold = messages_to_fold(state.get("messages", []), ctx)
     if not fold:
         return {}
+    await after_reply(ctx)
     services = await services_for(runtime)
     request = [
         SystemMessage(content=prompts.SUMMARIZE_SYSTEM.format(max_words=250)),

@@ -20,7 +20,7 @@ from langgraph.runtime import Runtime
 from pydantic import BaseModel, Field
 
 from graph import prompts
-from graph.context import Context
+from graph.context import Context, after_reply
 from graph.state import AgentState
 
 log = logging.getLogger(__name__)
@@ -117,6 +117,7 @@ async def write_memory(state: AgentState, runtime: Runtime[Context]) -> dict[str
 
     try:
         ctx = runtime.context or Context()
+        await after_reply(ctx)
         exchange = last_exchange(state.get("messages", []))
         if not any(isinstance(m, HumanMessage) for m in exchange):
             return {}

@@ -171,8 +171,12 @@ class PooledPostgresSaver(AsyncPostgresSaver):
 
     def unwatch(self, thread_id: str, ns: str = "") -> None:
         entry = self._watches.pop((thread_id, ns), None)
-        if entry is not None and not entry[1].done():
+        if entry is None:
+            return
+        if not entry[1].done():
             entry[1].cancel()
+        elif not entry[1].cancelled():
+            entry[1].exception()  # retrieved: a failed write is reported by the run itself
 
     async def aput(
         self,
@@ -181,7 +185,14 @@ class PooledPostgresSaver(AsyncPostgresSaver):
         metadata: CheckpointMetadata,
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
-        saved = await super().aput(config, checkpoint, metadata, new_versions)
+        try:
+            saved = await super().aput(config, checkpoint, metadata, new_versions)
+        except Exception as exc:
+            watch = self._watches.get(_thread_key(config))
+            if watch is not None and not watch[1].done():
+                if watch[0].intersection(checkpoint.get("updated_channels") or ()):
+                    watch[1].set_exception(exc)
+            raise
         key = _thread_key(saved)
         self._newest[key] = str(saved["configurable"]["checkpoint_id"])
         self._newest.move_to_end(key)

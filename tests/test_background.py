@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
-from typing import Any
+from typing import Any, ClassVar
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
@@ -148,6 +148,15 @@ async def test_reply_waits_for_its_checkpoint_to_commit(
                 await gate.wait()
             return await super().aput(config, checkpoint, metadata, versions)
 
+    class ToolCallLog(EchoChatModel):
+        asked: ClassVar[list[str]] = []
+
+        async def _agenerate(self, messages: Any, stop: Any = None, **kw: Any) -> ChatResult:
+            self.asked.extend(t["function"]["name"] for t in kw.get("tools") or [])
+            return self._generate(messages, stop=stop, **kw)
+
+    model = ToolCallLog()
+    services.set_chat_model(model)
     assert services.pool is not None
     saver = SlowReplySaver(conn=services.pool)
     runner = TurnRunner(services, build_graph(saver, services.store))
@@ -163,6 +172,7 @@ async def test_reply_waits_for_its_checkpoint_to_commit(
     assert not turn.done()  # the reply exists in memory but is not durable yet
     stored = await PooledPostgresSaver(conn=services.pool).aget_tuple(runner.config(tid))
     assert stored is None or stored.checkpoint["id"] != held[0]
+    assert model.asked == []  # memory work waits for the reply's write, never competes
     gate.set()
     result = await asyncio.wait_for(turn, timeout=30)
     assert result["messages"][-1].text == "echo: hello there"
@@ -171,3 +181,5 @@ async def test_reply_waits_for_its_checkpoint_to_commit(
     )
     assert stored is not None  # committed before the caller heard back
     await runner.drain()
+    assert "ExtractedMemories" in model.asked  # and then it ran
+    services.set_chat_model(EchoChatModel())

@@ -53,7 +53,7 @@ import uuid
 from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from langchain_core.embeddings import Embeddings
 from langchain_core.messages.utils import count_tokens_approximately
@@ -61,6 +61,9 @@ from psycopg_pool import AsyncConnectionPool
 
 from stores.errors import InvalidInput, NotFound
 from stores.ids import check_id
+
+if TYPE_CHECKING:
+    from stores.vector_cache import VectorCache
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +116,11 @@ class MemoryConfig:
     but do not pull candidates in: it keeps the BM25 scan small at 10k items per user."""
     bm25_k1: float = 1.2
     bm25_b: float = 0.75
+    vector_cache_rows: int = 100_000
+    """Vectors a process may copy into memory for exact in-process search (0: none); at
+    384 dimensions, 1.5 kB each."""
+    vector_cache_min_rows: int = 2_000
+    """Users with fewer vectors are searched in SQL, which is about as fast for them."""
 
     @classmethod
     def from_settings(cls, settings: Any) -> MemoryConfig:
@@ -123,6 +131,7 @@ class MemoryConfig:
             "weight_recency": "memory_weight_recency",
             "recency_half_life_days": "memory_recency_half_life_days",
             "dedup_threshold": "memory_dedup_threshold",
+            "vector_cache_rows": "memory_vector_cache_rows",
         }
         values = {
             mine: getattr(settings, theirs)
@@ -425,6 +434,78 @@ def _vector_ddl(dims: int) -> tuple[str, ...]:
         """,
         "ALTER TABLE mnemo_memory_vectors ALTER COLUMN embedding SET STORAGE PLAIN",
         "CREATE INDEX IF NOT EXISTS mnemo_memory_vectors_user ON mnemo_memory_vectors (user_id)",
+        # Change numbers and a per-user (count, newest change) row, so a process can keep an
+        # exact copy of a large user's vectors in memory (stores/vector_cache.py).
+        "CREATE SEQUENCE IF NOT EXISTS mnemo_memory_vector_seq",
+        "ALTER TABLE mnemo_memory_vectors ADD COLUMN IF NOT EXISTS seq bigint NOT NULL DEFAULT 0",
+        "CREATE INDEX IF NOT EXISTS mnemo_memory_vectors_seq "
+        "ON mnemo_memory_vectors (user_id, seq)",
+        """
+        CREATE TABLE IF NOT EXISTS mnemo_memory_vector_state (
+            user_id text PRIMARY KEY,
+            n       bigint NOT NULL,
+            max_seq bigint NOT NULL
+        )
+        """,
+        # The user's state row is locked before a change number is taken, so numbers are
+        # handed out in commit order and a reader that has seen N has seen every change <= N.
+        """
+        CREATE OR REPLACE FUNCTION mnemo_memory_vector_stamp() RETURNS trigger
+        LANGUAGE plpgsql AS $$
+        BEGIN
+            PERFORM 1 FROM mnemo_memory_vector_state WHERE user_id = NEW.user_id FOR UPDATE;
+            IF NOT FOUND THEN
+                INSERT INTO mnemo_memory_vector_state (user_id, n, max_seq)
+                VALUES (NEW.user_id, 0, 0) ON CONFLICT (user_id) DO NOTHING;
+                PERFORM 1 FROM mnemo_memory_vector_state WHERE user_id = NEW.user_id FOR UPDATE;
+            END IF;
+            NEW.seq := nextval('mnemo_memory_vector_seq');
+            RETURN NEW;
+        END $$
+        """,
+        """
+        CREATE OR REPLACE FUNCTION mnemo_memory_vector_count() RETURNS trigger
+        LANGUAGE plpgsql AS $$
+        BEGIN
+            IF TG_OP = 'INSERT' THEN
+                UPDATE mnemo_memory_vector_state s
+                SET n = s.n + d.n, max_seq = greatest(s.max_seq, d.m)
+                FROM (SELECT user_id, count(*) AS n, max(seq) AS m
+                      FROM new_rows GROUP BY user_id) d
+                WHERE s.user_id = d.user_id;
+            ELSIF TG_OP = 'UPDATE' THEN
+                UPDATE mnemo_memory_vector_state s SET max_seq = greatest(s.max_seq, d.m)
+                FROM (SELECT user_id, max(seq) AS m FROM new_rows GROUP BY user_id) d
+                WHERE s.user_id = d.user_id;
+            ELSE
+                UPDATE mnemo_memory_vector_state s SET n = s.n - d.n
+                FROM (SELECT user_id, count(*) AS n FROM old_rows GROUP BY user_id) d
+                WHERE s.user_id = d.user_id;
+                DELETE FROM mnemo_memory_vector_state
+                WHERE n <= 0 AND user_id IN (SELECT user_id FROM old_rows);
+            END IF;
+            RETURN NULL;
+        END $$
+        """,
+        "CREATE OR REPLACE TRIGGER mnemo_memory_vector_stamp BEFORE INSERT OR UPDATE "
+        "ON mnemo_memory_vectors FOR EACH ROW EXECUTE FUNCTION mnemo_memory_vector_stamp()",
+        "CREATE OR REPLACE TRIGGER mnemo_memory_vector_count_ins AFTER INSERT "
+        "ON mnemo_memory_vectors REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT "
+        "EXECUTE FUNCTION mnemo_memory_vector_count()",
+        "CREATE OR REPLACE TRIGGER mnemo_memory_vector_count_upd AFTER UPDATE "
+        "ON mnemo_memory_vectors REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT "
+        "EXECUTE FUNCTION mnemo_memory_vector_count()",
+        "CREATE OR REPLACE TRIGGER mnemo_memory_vector_count_del AFTER DELETE "
+        "ON mnemo_memory_vectors REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT "
+        "EXECUTE FUNCTION mnemo_memory_vector_count()",
+        # Upgrade: count the vectors written before the state table existed.
+        """
+        INSERT INTO mnemo_memory_vector_state (user_id, n, max_seq)
+        SELECT user_id, count(*), max(seq) FROM mnemo_memory_vectors
+        WHERE NOT EXISTS (SELECT 1 FROM mnemo_memory_vector_state)
+        GROUP BY user_id ORDER BY user_id
+        ON CONFLICT (user_id) DO NOTHING
+        """,
     )
 
 
@@ -463,6 +544,9 @@ FROM ({_BM25_SQL}) b
 JOIN store s ON s.prefix = %(p)s AND s.key = b.key
 """
 
+# Stored values of candidates found in memory (stores/vector_cache.py).
+_FETCH_SQL = "SELECT key, value FROM store WHERE prefix = %(p)s AND key = ANY(%(keys)s)"
+
 # The nearest vectors with their stored values, in one round trip.
 _VECTOR_FETCH_SQL = """
 WITH v AS MATERIALIZED (
@@ -498,6 +582,7 @@ class MemoryStore:
         self._dims = dims
         self.vector_enabled = False
         self._ready = False
+        self._vector_cache: VectorCache | None = None
 
     # ----------------------------------------------------------------- setup
     async def setup(self) -> None:
@@ -524,6 +609,15 @@ class MemoryStore:
                     await conn.execute(ddl)
                 await self._migrate_inline_vectors(conn)
         self.vector_enabled = available and self._embeddings is not None
+        if self.vector_enabled and self.config.vector_cache_rows > 0:
+            from stores.vector_cache import VectorCache
+
+            self._vector_cache = VectorCache(
+                self._pool,
+                dims=int(self._dims),
+                min_rows=self.config.vector_cache_min_rows,
+                max_rows=self.config.vector_cache_rows,
+            )
         if not available:
             log.warning(
                 "PostgreSQL has no pgvector extension: long-term memory search uses full-text "
@@ -946,6 +1040,13 @@ class MemoryStore:
     async def _nearest(
         self, vector: Sequence[float], params: Mapping[str, Any]
     ) -> builtins.list[Any]:
+        if self._vector_cache is not None:
+            hits = await self._vector_cache.nearest(params["u"], vector, int(params["n"]))
+            if hits is not None:
+                cos = dict(hits)
+                async with self._pool.connection() as conn:
+                    cur = await conn.execute(_FETCH_SQL, {**params, "keys": list(cos)})
+                    return [{**r, "cos": cos[r["key"]]} for r in await cur.fetchall()]
         async with self._pool.connection() as conn:
             cur = await conn.execute(_VECTOR_FETCH_SQL, {**params, "v": _vec(vector)})
             return await cur.fetchall()

@@ -105,6 +105,12 @@ class Settings(BaseSettings):
     memory_recency_half_life_days: float = Field(
         default=30.0, gt=0, description="Days after which an unseen memory's recency halves."
     )
+    memory_vector_cache_rows: int = Field(
+        default=100_000,
+        ge=0,
+        description="Vectors of large users a process keeps in memory for exact search "
+        "(1.5 kB each; 0 = always search in SQL).",
+    )
     memory_dedup_threshold: float = Field(
         default=0.92,
         gt=0,

@@ -241,12 +241,20 @@ async def _stats_match_rows(store: MemoryStore, user: str) -> tuple[int, int]:
             "(SELECT total_len FROM mnemo_memory_stats WHERE user_id = %(u)s) AS slen, "
             "(SELECT coalesce(sum(length(tsv)), 0) FROM mnemo_memory_index "
             " WHERE user_id = %(u)s) AS lexemes, "
-            "(SELECT count(*) FROM mnemo_memory_postings WHERE user_id = %(u)s) AS postings",
+            "(SELECT count(*) FROM mnemo_memory_postings WHERE user_id = %(u)s) AS postings, "
+            "(SELECT count(*) FROM mnemo_memory_vectors WHERE user_id = %(u)s) AS vectors, "
+            "(SELECT coalesce(max(seq), 0) FROM mnemo_memory_vectors WHERE user_id = %(u)s) "
+            "AS newest, (SELECT n FROM mnemo_memory_vector_state WHERE user_id = %(u)s) AS vn, "
+            "(SELECT max_seq FROM mnemo_memory_vector_state WHERE user_id = %(u)s) AS vseq",
             {"u": user},
         )
         row = await cur.fetchone()
     assert row is not None
     assert row["postings"] == row["lexemes"], "one posting per item and distinct lexeme"
+    if row["vectors"] == 0:
+        assert row["vn"] is None, "an emptied user leaves no vector state behind"
+    else:
+        assert row["vn"] == row["vectors"] and row["vseq"] >= row["newest"] > 0
     if row["n"] == 0:
         assert row["sn"] is None, "an emptied user leaves no statistics row behind"
     else:
@@ -274,3 +282,76 @@ async def test_bm25_statistics_and_postings_follow_every_write(memory_store: Mem
     await memory_store.delete_user(user)
     assert await _stats_match_rows(memory_store, user) == (0, 0)
     assert (await _stats_match_rows(memory_store, other))[0] == 1
+
+
+async def test_in_memory_vector_copy_matches_sql_through_every_change(
+    memory_store: MemoryStore,
+) -> None:
+    """Large users' vectors are searched in process memory. Whatever happens to the items
+    (adds, a same-subject replacement, deletes, writes by another process), the copy must
+    rank exactly like the SQL scan, and one user's copy never holds another's vectors."""
+    from dataclasses import replace
+
+    from stores.memory_store import MemoryConfig
+
+    pool, embedder = memory_store._pool, memory_store._embeddings
+    cached = MemoryStore(pool, embedder, config=replace(MemoryConfig(), vector_cache_min_rows=3))
+    other_process = MemoryStore(
+        pool, embedder, config=replace(MemoryConfig(), vector_cache_min_rows=3)
+    )
+    sql_only = MemoryStore(pool, embedder, config=replace(MemoryConfig(), vector_cache_rows=0))
+    for store in (cached, other_process, sql_only):
+        await store.setup()
+    assert cached._vector_cache is not None and sql_only._vector_cache is None
+    served: list[str] = []
+    original = cached._vector_cache.nearest
+
+    async def spy(user_id: str, vector: list[float], n: int) -> object:
+        hits = await original(user_id, vector, n)
+        served.append("memory" if hits is not None else "sql")
+        return hits
+
+    cached._vector_cache.nearest = spy  # type: ignore[method-assign]
+    user, stranger = _uid(), _uid()
+    await cached.add_many(
+        user,
+        [
+            NewMemory(text=t)
+            for t in (
+                "User's dog is a beagle named Rex",
+                "User drinks oat milk in coffee",
+                "User hikes in the Alps every summer",
+                "User's sister lives in Lisbon",
+            )
+        ],
+    )
+    await cached.add(stranger, "User's cat is called Mimi and is a pet")
+    queries = ["which pet do I have?", "where does my sister live?", "summer plans", "dessert"]
+
+    async def same() -> None:
+        for q in queries:
+            mine = await cached.search(user, q, k=4)
+            truth = await sql_only.search(user, q, k=4)
+            assert [h.item.id for h in mine] == [h.item.id for h in truth], q
+            # numpy and pgvector round half floats differently: equal to ~1e-5
+            assert [h.score for h in mine] == pytest.approx([h.score for h in truth], abs=1e-3)
+
+    await same()
+    assert served[-1] == "memory"
+    await cached.add(user, "User's favourite food is sushi", subject="favourite food")
+    await same()
+    # Same subject: the item (and its vector) is replaced in place, with a new meaning.
+    await cached.add(user, "User's favourite is chocolate cake", subject="favourite food")
+    await same()
+    await other_process.add(user, "User adopted a parrot as a second pet")  # not via `cached`
+    await same()
+    hits = await cached.search(user, "parrot pet", k=1)
+    assert "parrot" in hits[0].item.text
+    gone = hits[0].item.id
+    await other_process.delete(user, gone)
+    await same()
+    assert all(h.item.id != gone for h in await cached.search(user, "parrot pet", k=5))
+    assert all(h.item.user_id == user for h in await cached.search(user, "cat Mimi", k=5))
+    assert set(served) == {"memory"}
+    await cached.delete_user(user)
+    assert await cached.search(user, "pet", k=5) == []

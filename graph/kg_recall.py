@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import re
 import time
 from collections import OrderedDict
@@ -22,6 +23,8 @@ from langchain_core.embeddings import Embeddings
 
 from graph.kg import FIRST_PERSON, USER_ENTITY, Fact, fact_line, fit_to_budget, match_key
 from graph.state import Recalled
+
+log = logging.getLogger(__name__)
 
 MAX_SEMANTIC_SEEDS = 3
 MIN_SIMILARITY = 0.55
@@ -116,35 +119,64 @@ _names: OrderedDict[str, _NameList] = OrderedDict()
 
 
 async def _entity_names(graph: Any, user_id: str) -> list[str]:
-    """The user's entity names, kept current incrementally.
+    """The user's entity names, kept current incrementally and off the reply path.
 
     Reading thousands of names costs more than the rest of recall together (132 ms for 3.3k
-    on ArcadeDB), so the list is read whole only every few minutes. In between, writes in
-    this process add their names at once (:func:`names_added`), and every ``_NAMES_TTL_S``
-    one cheap query picks up entities other processes created.
+    on ArcadeDB), so the list is read whole only on first use and then every few minutes.
+    Writes in this process add their names at once (:func:`names_added`); every
+    ``_NAMES_TTL_S`` one cheap query picks up entities other processes created. Those
+    refreshes run in the background: the turn that finds the list due answers from the list
+    it has, seconds stale at worst, instead of waiting 9-130 ms for the graph server.
     """
-    now = time.monotonic()
     hit = _names.get(user_id)
-    if hit is not None and hit.check_at > now:
-        _names.move_to_end(user_id)
+    if hit is None:
+        hit = await _read_all(graph, user_id)
+        _remember(user_id, hit)
         return hit.names
-    if hit is None or hit.full_at <= now or not hasattr(graph, "entity_names_since"):
-        started_ms = int(time.time() * 1000)
-        names: list[str] = await graph.entity_names(user_id)
-        hit = _NameList(names, set(names), started_ms, now + _NAMES_TTL_S, now + _NAMES_FULL_S)
-    else:
-        rows = await graph.entity_names_since(user_id, hit.newest_ms - _SINCE_MARGIN_MS)
-        fresh = [name for name, _ in rows if name not in hit.known]
-        if fresh:
-            hit.names = [*hit.names, *fresh]
-            hit.known.update(fresh)
-        hit.newest_ms = max([hit.newest_ms, *(at for _, at in rows)])
+    now = time.monotonic()
+    if hit.check_at <= now and user_id not in _refreshing:
         hit.check_at = now + _NAMES_TTL_S
-    _names[user_id] = hit
+        task = asyncio.create_task(_refresh(graph, user_id, hit), name=f"names:{user_id}")
+        _refreshing[user_id] = task
+        task.add_done_callback(lambda done: _refreshed(user_id, done))
+    _names.move_to_end(user_id)
+    return hit.names
+
+
+_refreshing: dict[str, asyncio.Task[None]] = {}
+
+
+def _refreshed(user_id: str, task: asyncio.Task[None]) -> None:
+    _refreshing.pop(user_id, None)
+    if not task.cancelled() and task.exception() is not None:  # recall serves the old list
+        log.warning("entity names refresh failed for a user: %r", task.exception())
+
+
+async def _read_all(graph: Any, user_id: str) -> _NameList:
+    now, started_ms = time.monotonic(), int(time.time() * 1000)
+    names: list[str] = await graph.entity_names(user_id)
+    return _NameList(names, set(names), started_ms, now + _NAMES_TTL_S, now + _NAMES_FULL_S)
+
+
+async def _refresh(graph: Any, user_id: str, hit: _NameList) -> None:
+    if hit.full_at <= time.monotonic() or not hasattr(graph, "entity_names_since"):
+        fresh_list = await _read_all(graph, user_id)
+        if _names.get(user_id) is hit:  # not forgotten (or replaced) meanwhile
+            _remember(user_id, fresh_list)
+        return
+    rows = await graph.entity_names_since(user_id, hit.newest_ms - _SINCE_MARGIN_MS)
+    fresh = [name for name, _ in rows if name not in hit.known]
+    if fresh:
+        hit.names = [*hit.names, *fresh]
+        hit.known.update(fresh)
+    hit.newest_ms = max([hit.newest_ms, *(at for _, at in rows)])
+
+
+def _remember(user_id: str, entry: _NameList) -> None:
+    _names[user_id] = entry
     _names.move_to_end(user_id)
     while len(_names) > _USER_CACHE_SIZE:
         _names.popitem(last=False)
-    return hit.names
 
 
 def names_added(user_id: str, names: Iterable[str]) -> None:

@@ -3,6 +3,7 @@ extraction -> graph -> recall across two threads of one user."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
@@ -322,8 +323,17 @@ async def test_entity_names_stay_current_without_rereading(
     )
     assert await ask("What about Zora?") == []  # not checked yet: within the TTL
     kg_recall._names[kg_user].check_at = 0.0
+    assert await ask("What about Zora?") == []  # due: answered from the list it has ...
+    await asyncio.gather(*kg_recall._refreshing.values())  # ... while it refreshes
     assert any("zora" in t.casefold() for t in await ask("What about Zora?"))
     assert full_reads == [kg_user]
+
+    # The periodic full read (which drops deleted names) also runs in the background.
+    kg_recall._names[kg_user].check_at = kg_recall._names[kg_user].full_at = 0.0
+    await ask("What about Zora?")
+    await asyncio.gather(*kg_recall._refreshing.values())
+    assert full_reads == [kg_user, kg_user]
+    assert any("zora" in t.casefold() for t in await ask("What about Zora?"))
 
 
 async def test_structured_calls_do_not_rebuild_the_json_schema(monkeypatch: Any) -> None:

@@ -18,6 +18,7 @@ about a millisecond), and at most ``max_rows`` vectors in all, least recently us
 from __future__ import annotations
 
 import asyncio
+import time
 import weakref
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -25,6 +26,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+SMALL_RECHECK_S = 30.0
+"""A user found below ``min_rows`` is searched in SQL without asking again for this long
+(always correct, only slower if they grew meanwhile)."""
+_SMALL_USERS = 10_000
 
 _STATE_SQL = "SELECT n, max_seq FROM mnemo_memory_vector_state WHERE user_id = %s"
 _ROWS_SQL = (
@@ -86,10 +92,12 @@ class VectorCache:
         self.min_rows = min_rows
         self.max_rows = max_rows
         self._users: OrderedDict[str, _UserVectors] = OrderedDict()
+        self._small: OrderedDict[str, float] = OrderedDict()
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
     def forget(self, user_id: str) -> None:
         self._users.pop(user_id, None)
+        self._small.pop(user_id, None)
 
     async def nearest(
         self, user_id: str, vector: Sequence[float], n: int
@@ -98,6 +106,9 @@ class VectorCache:
         orders them); ``None`` when this user is not served from memory."""
         if self.max_rows <= 0:
             return None
+        small_until = self._small.get(user_id)
+        if small_until is not None and small_until > time.monotonic():
+            return None  # a small user: SQL is as fast, and this skips the state query
         lock = self._locks.get(user_id)
         if lock is None:
             lock = self._locks[user_id] = asyncio.Lock()
@@ -118,6 +129,10 @@ class VectorCache:
             state = await (await conn.execute(_STATE_SQL, (user_id,))).fetchone()
             if state is None or state["n"] < self.min_rows:
                 self._users.pop(user_id, None)
+                self._small[user_id] = time.monotonic() + SMALL_RECHECK_S
+                self._small.move_to_end(user_id)
+                while len(self._small) > _SMALL_USERS:
+                    self._small.popitem(last=False)
                 return None
             n, max_seq = int(state["n"]), int(state["max_seq"])
             entry = self._users.get(user_id)

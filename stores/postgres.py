@@ -185,24 +185,31 @@ class PooledPostgresSaver(AsyncPostgresSaver):
         metadata: CheckpointMetadata,
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
+        key = _thread_key(config)
         try:
             saved = await super().aput(config, checkpoint, metadata, new_versions)
         except Exception as exc:
-            watch = self._watches.get(_thread_key(config))
-            if watch is not None and not watch[1].done():
-                if watch[0].intersection(checkpoint.get("updated_channels") or ()):
-                    watch[1].set_exception(exc)
+            self._settle_watch(key, checkpoint, exc)
             raise
-        key = _thread_key(saved)
         self._newest[key] = str(saved["configurable"]["checkpoint_id"])
         self._newest.move_to_end(key)
         while len(self._newest) > DELTA_CACHE_THREADS:
             self._newest.popitem(last=False)
-        watch = self._watches.get(key)
-        if watch is not None and not watch[1].done():
-            if watch[0].intersection(checkpoint.get("updated_channels") or ()):
-                watch[1].set_result(None)
+        self._settle_watch(key, checkpoint, None)
         return saved
+
+    def _settle_watch(
+        self, key: tuple[str, str], checkpoint: Checkpoint, error: Exception | None
+    ) -> None:
+        """Report the write of a watched checkpoint (see :meth:`watch`): done or failed."""
+        watch = self._watches.get(key)
+        if watch is None or watch[1].done():
+            return
+        if watch[0].intersection(checkpoint.get("updated_channels") or ()):
+            if error is None:
+                watch[1].set_result(None)
+            else:
+                watch[1].set_exception(error)
 
     def remember_channels(self, thread_id: str, values: dict[str, Any], ns: str = "") -> None:
         """Keep the value of delta channels at the thread's newest checkpoint in memory.

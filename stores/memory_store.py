@@ -915,7 +915,9 @@ class MemoryStore:
         async with self._pool.connection() as conn, conn.transaction():
             await conn.execute("DELETE FROM mnemo_memory_index WHERE user_id = %s", (user_id,))
             cur = await conn.execute("DELETE FROM store WHERE prefix = %s", (_prefix(user_id),))
-            return cur.rowcount
+        if self._vector_cache is not None:  # no copy of a deleted user's vectors stays behind
+            self._vector_cache.forget(user_id)
+        return int(cur.rowcount)
 
     async def reindex_user(self, user_id: str) -> int:
         """Rebuild the derived index rows of one user from the store (the source of truth)."""

@@ -353,5 +353,7 @@ async def test_in_memory_vector_copy_matches_sql_through_every_change(
     assert all(h.item.id != gone for h in await cached.search(user, "parrot pet", k=5))
     assert all(h.item.user_id == user for h in await cached.search(user, "cat Mimi", k=5))
     assert set(served) == {"memory"}
+    assert user in cached._vector_cache._users
     await cached.delete_user(user)
+    assert user not in cached._vector_cache._users  # dropped at once, not at the next search
     assert await cached.search(user, "pet", k=5) == []

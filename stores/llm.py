@@ -43,10 +43,31 @@ def structured(model: BaseChatModel, schema: type[BaseModel]) -> Runnable[Any, A
     per_model = entry[1]
     runnable = per_model.get(schema)
     if runnable is None:
-        runnable = model.with_structured_output(schema, method="function_calling")
+        runnable = unstreamed(model).with_structured_output(
+            schema, method="function_calling"
+        )
         _trace_schema_once(runnable, schema)
         per_model[schema] = runnable
     return runnable
+
+
+def unstreamed(model: BaseChatModel) -> BaseChatModel:
+    """The same model, for calls that must arrive whole: never streamed.
+
+    A turn that streams its reply puts every model call inside the graph in a streaming
+    context, and OpenAI-compatible servers stream tool calls each their own way: llama.cpp
+    repeats the function name in every delta (LangChain concatenates it into
+    "ExtractedMemoriesExtractedMemories…"), others omit ids or split names. A tool call's
+    arguments are useless until complete anyway, so structured calls are made whole, while
+    plain replies keep streaming tokens. ``streaming=True`` is cleared as well: ChatOpenAI
+    would otherwise still ask the server for a stream it then cannot parse.
+    """
+    update: dict[str, Any] = {"disable_streaming": True}
+    if getattr(model, "streaming", False):
+        update["streaming"] = False
+    if all(getattr(model, key, None) == value for key, value in update.items()):
+        return model
+    return model.model_copy(update=update)
 
 
 def _trace_schema_once(runnable: Runnable[Any, Any], schema: type[BaseModel]) -> None:
@@ -81,6 +102,7 @@ def build_chat_model(settings: Settings, *, stack: AsyncExitStack | None = None)
             base_url=settings.openai_base_url,
             timeout=settings.llm_timeout_s,
             max_retries=settings.llm_max_retries,
+            disable_streaming="tool_calling",
         )
     from stores.llama_server import local_llm_available, start_llama_server
 
@@ -97,4 +119,5 @@ def build_chat_model(settings: Settings, *, stack: AsyncExitStack | None = None)
         base_url=server.base_url,
         timeout=settings.llm_timeout_s,
         max_retries=settings.llm_max_retries,
+        disable_streaming="tool_calling",
     )

@@ -1,20 +1,35 @@
 """Knowledge-graph extraction quality: precision, recall and F1 of triples on labelled sentences.
 
-Run ``python -m bench.kg_extraction [--model scripted|local|openai] [--limit N] [--json out]``.
+Run ``python -m bench.kg_extraction [--model scripted|local|openai] [--data PATH] [--limit N]
+[--json out]``.
 
 Why this exists: the graph is only as good as what ``nodes.extract_knowledge.extract_triples``
 puts into it, and that depends on the model, the prompt, normalization and grounding together.
-This bench runs the *real* ``extract_triples`` on the hand-written sentences in
-``bench/data/kg_sentences.jsonl`` and compares what would be stored (after ``graph.kg.prepare``,
-exactly as the graph store receives it) with the labelled triples.
+This bench runs the *real* ``extract_triples`` on hand-written labelled sentences and compares
+what would be stored (after ``graph.kg.prepare``, exactly as the graph store receives it) with
+the labelled triples.
+
+Data sets (``--data``):
+
+* ``bench/data/kg_sentences.jsonl`` (default, reported as **tuned**): the set the extraction
+  prompt and normalization rules were tuned on. Its figures are optimistic by construction.
+* ``bench/data/extraction_heldout.jsonl`` (reported as **held-out**): written afterwards with
+  other names, places, employers and phrasings, and never used for tuning. Quote this one.
+  It also carries memory labels for ``bench.memory_extraction``. Its triples are written the
+  way a person would (``["I", "lives_in", "Porto"]``) and normalized on load; the tuned file
+  keeps labels already in canonical form (``expected``).
 
 Models:
 
 * ``scripted`` replays hand-written, model-like raw output per sentence (the ``scripted_raw``
-  field: un-normalized entities, predicate variants, hallucinated and low-confidence triples,
-  misses). It measures the normalization + grounding pipeline deterministically, in seconds.
-* ``local`` starts the packaged offline llama.cpp model (needs the ``local`` extra) with two
-  threads, and stops it at the end. Expect 30-50 s per sentence on two cores.
+  or ``scripted_triples`` field: un-normalized entities, predicate variants, hallucinated and
+  low-confidence triples, misses). It measures the normalization + grounding pipeline
+  deterministically, in seconds; it says nothing about how good a real model is.
+* ``local`` starts the packaged offline llama.cpp model (needs the ``local`` extra) through
+  ``stores.llm.build_chat_model``, exactly as the app does (same client, timeouts, retries and
+  sampling: no temperature is set, so the server's default applies), with two threads and the
+  model in ``MNEMOGRAPH_BENCH_MODEL_DIR`` (a data dir's ``models`` folder); it is stopped at the
+  end. Expect 30-50 s per sentence on two cores.
 * ``openai`` uses the configured endpoint (``stores.llm.build_chat_model``).
 
 Scoring:
@@ -52,10 +67,14 @@ from langchain_core.outputs import ChatGeneration, ChatResult, LLMResult
 from rich.console import Console
 from rich.table import Table
 
-from graph.kg import normalize_entity, normalize_predicate, prepare
-from nodes.extract_knowledge import extract_triples, worth_extracting
+from graph.kg import normalize_entity, normalize_object, normalize_predicate, prepare
+from graph.render import worth_extracting
+from nodes.extract_knowledge import extract_triples
 
 DATA = Path(__file__).parent / "data" / "kg_sentences.jsonl"
+"""The tuned set: the sentences the extraction prompt was developed against."""
+HELDOUT = Path(__file__).parent / "data" / "extraction_heldout.jsonl"
+"""The held-out set: never used for tuning; also labelled for memory extraction."""
 DEFAULT_LOCAL_MODEL_DIR = Path("/tmp/localtest/.mnemograph/models")
 
 SYMMETRIC = frozenset({"married_to", "sibling_of", "friend_of"})
@@ -108,31 +127,58 @@ def canonical(triple: Sequence[str]) -> SPO:
     return (s, p, o)
 
 
-def load_sentences(path: Path = DATA) -> list[Sentence]:
-    """Read the labelled set and check every label is already in canonical form.
+def set_label(path: Path) -> str:
+    """How reports name a data set: "tuned", "held-out", or the file's stem for any other."""
+    resolved = path.resolve()
+    if resolved == DATA.resolve():
+        return "tuned"
+    if resolved == HELDOUT.resolve():
+        return "held-out"
+    return path.stem
 
-    A label that normalization would change could never be matched, so it is a data bug:
-    fail loudly instead of silently lowering recall.
+
+def _label(row: dict[str, Any], where: str) -> list[SPO]:
+    """The row's expected triples in canonical form.
+
+    ``expected`` (tuned file) must already be canonical; ``triples`` (held-out file) is written
+    as a person would ("I", "Porto") and normalized here. Either way a label that could never
+    be matched is a data bug, so it fails loudly instead of silently lowering recall: a
+    canonical label normalization would change, an empty part, or a predicate that is not
+    spelled canonically (a synonym such as ``resides_in`` in a label would hide how the
+    pipeline maps it).
     """
+    labels: list[SPO] = []
+    if "expected" in row:
+        for s, p, o in row["expected"]:
+            if (normalize_entity(s), normalize_predicate(p), normalize_entity(o)) != (s, p, o):
+                raise ValueError(f"{where}: label {(s, p, o)} is not in canonical form")
+            labels.append((s, p, o))
+        return labels
+    for s, p, o in row["triples"]:
+        pred = normalize_predicate(p)
+        spo = (normalize_entity(s), pred, normalize_object(pred, normalize_entity(o)))
+        if pred != p or not all(spo):
+            raise ValueError(f"{where}: label {(s, p, o)} normalizes to {spo}")
+        labels.append(spo)
+    return labels
+
+
+def load_sentences(path: Path = DATA) -> list[Sentence]:
+    """Read a labelled set (either file format) and check every label can be matched."""
     sentences: list[Sentence] = []
     for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
             continue
         row = json.loads(line)
-        expected: list[SPO] = []
-        for s, p, o in row["expected"]:
-            if (normalize_entity(s), normalize_predicate(p), normalize_entity(o)) != (s, p, o):
-                raise ValueError(f"{path}:{n}: label {(s, p, o)} is not in canonical form")
-            expected.append((s, p, o))
         sentences.append(
             Sentence(
                 id=row["id"],
                 text=row["text"],
-                expected=expected,
+                expected=_label(row, f"{path}:{n}"),
                 note=row.get("note", ""),
                 question=row.get("question", ""),
                 reply=row.get("reply", ""),
-                scripted_raw=row.get("scripted_raw", []),
+                scripted_raw=row.get("scripted_raw", row.get("scripted_triples", [])),
             )
         )
     return sentences
@@ -142,12 +188,20 @@ class ScriptedExtractionModel(BaseChatModel):
     """Deterministic stand-in LLM: answers the extraction tool call with the sentence's
     hand-written raw output, so the bench measures normalization and grounding, not a model.
 
-    The sentence is recognised by its text inside the prompt's ``<user>`` block; every reply
-    is a fresh ``AIMessage`` with its own id, as a real model's would be.
+    The sentence is recognised by its text inside the prompt's ``<user>`` block
+    (:meth:`user_text`); the reply's tool arguments are ``{args_key: replies[text]}``. Every
+    reply is a fresh ``AIMessage`` with its own id, as a real model's would be. Subclasses for
+    other prompts override :meth:`user_text` and ``args_key``.
     """
 
     replies: dict[str, list[dict[str, Any]]]
+    args_key: str = "triples"
     calls: int = 0
+
+    def user_text(self, prompt: str) -> str:
+        """The user's message inside the extraction prompt ('' if it cannot be found)."""
+        start, end = prompt.find("<user>\n"), prompt.find("\n</user>")
+        return prompt[start + len("<user>\n") : end] if 0 <= start < end else ""
 
     @property
     def _llm_type(self) -> str:
@@ -166,9 +220,7 @@ class ScriptedExtractionModel(BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         self.calls += 1
-        prompt = str(messages[-1].content)
-        start, end = prompt.find("<user>\n"), prompt.find("\n</user>")
-        text = prompt[start + len("<user>\n") : end] if 0 <= start < end else ""
+        text = self.user_text(str(messages[-1].content))
         tools = kwargs.get("tools") or []
         name = tools[0]["function"]["name"] if tools else "ExtractedTriples"
         reply = AIMessage(
@@ -177,7 +229,7 @@ class ScriptedExtractionModel(BaseChatModel):
             tool_calls=[
                 {
                     "name": name,
-                    "args": {"triples": self.replies.get(text, [])},
+                    "args": {self.args_key: self.replies.get(text, [])},
                     "id": f"call-{self.calls}",
                 }
             ],
@@ -292,60 +344,84 @@ def summary(outcomes: Iterable[Outcome]) -> dict[str, Any]:
     }
 
 
-def print_table(model_name: str, stats: dict[str, Any], console: Console) -> None:
-    """The bench's one table: exact and relaxed P/R/F1, counts and latency."""
-    table = Table(title=f"KG extraction — model={model_name}, {stats['sentences']} sentences")
+def scores_table(title: str, rows: Sequence[Sequence[Any]]) -> Table:
+    """A P/R/F1 table: each row is (match, precision, recall, F1, tp, fp, fn); floats are
+    printed with three decimals, ``None`` as an empty cell."""
+    table = Table(title=title)
     for column in ("match", "precision", "recall", "F1", "tp", "fp", "fn"):
         table.add_column(column, justify="right" if column != "match" else "left")
-    table.add_row(
-        "exact (s,p,o)",
-        f"{stats['precision']:.3f}",
-        f"{stats['recall']:.3f}",
-        f"{stats['f1']:.3f}",
-        str(stats["tp"]),
-        str(stats["fp"]),
-        str(stats["fn"]),
-    )
-    relaxed = [stats[k] for k in ("relaxed_precision", "relaxed_recall", "relaxed_f1")]
-    table.add_row("relaxed (s,o)", *(f"{v:.3f}" for v in relaxed), "", "", "")
-    console.print(table)
-    console.print(
-        f"model calls {stats['model_calls']}, errors {stats['errors']}; latency per sentence "
+    for row in rows:
+        table.add_row(
+            *("" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v) for v in row)
+        )
+    return table
+
+
+def latency_line(stats: dict[str, Any], unit: str = "sentence") -> str:
+    """Model calls, errors and latency percentiles of a summary, as one line."""
+    return (
+        f"model calls {stats['model_calls']}, errors {stats['errors']}; latency per {unit} "
         f"p50 {stats['latency_p50_s']:.2f} s, p95 {stats['latency_p95_s']:.2f} s, "
         f"mean {stats['latency_mean_s']:.2f} s"
     )
+
+
+def print_table(model_name: str, stats: dict[str, Any], console: Console) -> None:
+    """The bench's one table: exact and relaxed P/R/F1, counts and latency."""
+    data_set = stats.get("set", "")
+    title = (
+        f"KG extraction — model={model_name}, set={data_set or '?'}, {stats['sentences']} sentences"
+    )
+    relaxed = [stats[k] for k in ("relaxed_precision", "relaxed_recall", "relaxed_f1")]
+    rows = [
+        ("exact (s,p,o)", stats["precision"], stats["recall"], stats["f1"],
+         stats["tp"], stats["fp"], stats["fn"]),
+        ("relaxed (s,o)", *relaxed, None, None, None),
+    ]  # fmt: skip
+    console.print(scores_table(title, rows))
+    console.print(latency_line(stats))
+
+
+def build_live_model(name: str, stack: AsyncExitStack) -> BaseChatModel:
+    """The ``local`` or ``openai`` chat model, built by ``stores.llm.build_chat_model`` as the
+    app builds it; any server it starts is stopped by ``stack``.
+
+    ``local`` forces the offline llama.cpp path (an ``OPENAI_*`` endpoint in the environment
+    is ignored) with two threads and the model in ``MNEMOGRAPH_BENCH_MODEL_DIR``; every other
+    setting (timeout, retries, port) comes from the environment, as in the app.
+    """
+    from stores.llm import build_chat_model
+    from stores.settings import Settings, get_settings
+
+    if name == "local":
+        from stores.llama_server import local_llm_available
+
+        if not local_llm_available():
+            raise SystemExit("the local model needs the [local] extra (llama_cpp + model parts)")
+        model_dir = Path(os.environ.get("MNEMOGRAPH_BENCH_MODEL_DIR", DEFAULT_LOCAL_MODEL_DIR))
+        if model_dir.name != "models":
+            raise SystemExit(
+                f"MNEMOGRAPH_BENCH_MODEL_DIR must be a data dir's 'models' folder, not {model_dir}"
+            )
+        settings = Settings(
+            data_dir=model_dir.parent,
+            model="local",
+            openai_api_key=None,
+            openai_base_url=None,
+            local_llm_threads=2,
+        )
+        return build_chat_model(settings, stack=stack)
+    settings = get_settings()
+    if settings.openai_api_key is None and settings.openai_base_url is None:
+        raise SystemExit("--model openai needs OPENAI_API_KEY (and optionally OPENAI_BASE_URL)")
+    return build_chat_model(settings, stack=stack)
 
 
 def build_model(name: str, sentences: Sequence[Sentence], stack: AsyncExitStack) -> BaseChatModel:
     """The chat model under test; any server it starts is stopped by ``stack``."""
     if name == "scripted":
         return ScriptedExtractionModel(replies={s.text: s.scripted_raw for s in sentences})
-    if name == "local":
-        from langchain_openai import ChatOpenAI
-
-        from stores.llama_server import local_llm_available, start_llama_server
-
-        if not local_llm_available():
-            raise SystemExit("the local model needs the [local] extra (llama_cpp + model parts)")
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-        model_dir = Path(os.environ.get("MNEMOGRAPH_BENCH_MODEL_DIR", DEFAULT_LOCAL_MODEL_DIR))
-        server = start_llama_server(model_dir, threads=2, timeout_s=600)
-        stack.callback(server.stop)
-        return ChatOpenAI(
-            base_url=server.base_url,
-            api_key="local",  # type: ignore[arg-type]
-            model="local",
-            temperature=0,
-            timeout=600,
-            max_retries=0,
-        )
-    from stores.llm import build_chat_model
-    from stores.settings import get_settings
-
-    settings = get_settings()
-    if settings.openai_api_key is None and settings.openai_base_url is None:
-        raise SystemExit("--model openai needs OPENAI_API_KEY (and optionally OPENAI_BASE_URL)")
-    return build_chat_model(settings, stack=stack)
+    return build_live_model(name, stack)
 
 
 async def run(
@@ -355,6 +431,7 @@ async def run(
     that is interrupted still leaves everything measured so far."""
     console = Console()
     sentences = load_sentences(data)[: limit or None]
+    label = set_label(data)
     recorder = RawOutputRecorder()
     outcomes: list[Outcome] = []
     async with AsyncExitStack() as stack:
@@ -369,19 +446,30 @@ async def run(
                 + (f" error={out.error}" if out.error else "")
             )
             if json_path is not None:
-                _write_report(json_path, model_name, outcomes)
-    stats = summary(outcomes)
+                write_report(json_path, model_name, label, data, summary(outcomes), outcomes)
+    stats = {"set": label, "data": str(data), **summary(outcomes)}
     print_table(model_name, stats, console)
     if json_path is not None:
-        _write_report(json_path, model_name, outcomes)
+        write_report(json_path, model_name, label, data, stats, outcomes)
     return stats
 
 
-def _write_report(path: Path, model_name: str, outcomes: list[Outcome]) -> None:
+def write_report(
+    path: Path,
+    model_name: str,
+    label: str,
+    data: Path,
+    stats: dict[str, Any],
+    outcomes: Sequence[Any],
+) -> None:
+    """Write the JSON report atomically: model, data set, summary and per-sentence outcomes
+    (dataclasses)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     report = {
         "model": model_name,
-        "summary": summary(outcomes),
+        "set": label,
+        "data": str(data),
+        "summary": stats,
         "sentences": [asdict(o) for o in outcomes],
     }
     tmp = path.with_suffix(path.suffix + ".tmp")
@@ -389,15 +477,21 @@ def _write_report(path: Path, model_name: str, outcomes: list[Outcome]) -> None:
     tmp.replace(path)
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    """Command line entry point."""
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Command line entry point; returns the summary."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--model", choices=("scripted", "local", "openai"), default="scripted")
     parser.add_argument("--limit", type=int, default=None, help="first N sentences only")
     parser.add_argument("--json", type=Path, default=None, help="per-sentence results file")
-    parser.add_argument("--data", type=Path, default=DATA, help="labelled sentences (JSONL)")
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=DATA,
+        help="labelled sentences (JSONL); default the tuned set, "
+        "bench/data/extraction_heldout.jsonl is held out",
+    )
     args = parser.parse_args(argv)
-    asyncio.run(run(args.model, args.limit, args.json, args.data))
+    return asyncio.run(run(args.model, args.limit, args.json, args.data))
 
 
 if __name__ == "__main__":

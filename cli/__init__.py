@@ -24,6 +24,7 @@ app.command()(chat.history)
 app.command()(admin.graph)
 app.command()(admin.serve)
 app.command()(admin.prune)
+app.command()(admin.stop)
 app.add_typer(users_app, name="users")
 app.add_typer(memories_app, name="memories", help="Long-term memory: add, search, import.")
 

@@ -19,8 +19,11 @@ from stores.errors import MnemographError
 def graph(
     user: UserOpt,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    history: Annotated[
+        bool, typer.Option("--history", help="Include invalidated facts (with invalid_at).")
+    ] = False,
 ) -> None:
-    """Print a user's current knowledge-graph facts."""
+    """Print a user's current knowledge-graph facts (with --history, replaced ones too)."""
     validate_ids(user=user)
 
     async def body() -> None:
@@ -31,7 +34,8 @@ def graph(
         async with open_services() as services:
             if services.graph is None:
                 raise ServiceUnavailable("graph server", "not reachable; see the log above")
-            facts = await services.graph.current_facts(user)
+            read = services.graph.history if history else services.graph.current_facts
+            facts = await read(user)
         if as_json:
             sys.stdout.write(json.dumps(facts, ensure_ascii=False, default=str) + "\n")
             return
@@ -41,6 +45,16 @@ def graph(
             out.print(f"no facts for {user}")
 
     run(body)
+
+
+def stop() -> None:
+    """Stop the embedded services and local model the CLI keeps warm between calls."""
+    from stores.warm import stop_warm
+
+    if stop_warm():
+        out.print("stopped the embedded services")
+    else:
+        out.print("nothing was running")
 
 
 def serve(

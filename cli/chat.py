@@ -11,7 +11,8 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from cli.common import ThreadOpt, UserOpt, out, run, strategy, validate_ids
+from cli.common import ThreadOpt, UserOpt, err, out, run, strategy, validate_ids, warm_up
+from cli.logs import TurnNotices
 from graph.context import STRATEGIES
 
 
@@ -34,34 +35,56 @@ def chat(
         int, typer.Option(min=8, help="'summary_buffer': recent messages kept, in tokens.")
     ] = 1000,
 ) -> None:
-    """Chat in a thread; with -m, answer once and exit (for scripts)."""
+    """Chat in a thread; with -m, answer once and exit (for scripts).
+
+    The embedded services and the local model stay running between calls until idle for
+    MNEMOGRAPH_KEEP_WARM_S seconds (default 900; `mnemograph stop` stops them now).
+    Warnings never interrupt the chat: they go to $MNEMOGRAPH_DATA_DIR/logs/mnemograph.log
+    (default ./.mnemograph/logs/mnemograph.log); a memory step that failed is reported in one
+    line after the reply.
+    """
     validate_ids(user=user, thread=thread)
 
+    knobs: dict[str, Any] = {
+        "strategy": strategy_name,
+        "window_k": window_k,
+        "max_tokens": max_tokens,
+        "summary_trigger_tokens": summary_trigger,
+        "buffer_tokens": buffer_tokens,
+    }
+
     async def body() -> None:
+        from stores.settings import get_settings
+        from stores.warm import holding
+
+        strategy(strategy_name)
+        settings = get_settings()
+        await asyncio.to_thread(warm_up, settings)
+        with holding(settings):
+            await converse(settings)
+
+    async def converse(settings: Any) -> None:
         from graph.agent import TurnRunner
         from stores.services import open_services
 
-        knobs = {
-            "strategy": strategy(strategy_name),
-            "window_k": window_k,
-            "max_tokens": max_tokens,
-            "summary_trigger_tokens": summary_trigger,
-            "buffer_tokens": buffer_tokens,
-        }
-        async with open_services() as services:
+        async with open_services(settings) as services:
             assert services.threads is not None
             await services.threads.claim(user, thread, title=(message or "")[:60])
             runner = TurnRunner(services)
+            notices = TurnNotices()
 
             async def turn(text: str) -> None:
                 stream: Any = runner.stream(
                     user, thread, [{"type": "human", "content": text}],
                     stream_mode="messages", **knobs,
                 )  # fmt: skip
-                async for chunk, meta in stream:
-                    if meta.get("langgraph_node") == "call_model" and chunk.text:
-                        out.print(chunk.text, end="", markup=False, highlight=False)
-                out.print()
+                with notices:
+                    async for chunk, meta in stream:
+                        if meta.get("langgraph_node") == "call_model" and chunk.text:
+                            out.print(chunk.text, end="", markup=False, highlight=False)
+                    out.print()
+                for line in notices.take():
+                    err.print(line, style="yellow", markup=False, highlight=False)
 
             if message is not None:
                 await turn(message)

@@ -7,9 +7,7 @@ anything unexpected prints its type and first line. ``MNEMOGRAPH_DEBUG=1`` shows
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
-import sys
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypeVar
 
@@ -17,6 +15,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from cli.logs import setup_logging
 from graph.context import STRATEGIES
 from stores.errors import InvalidInput, MnemographError
 from stores.ids import check_id
@@ -33,9 +32,7 @@ ThreadOpt = Annotated[str, typer.Option("--thread", "-t", help="Thread id.")]
 def run(factory: Callable[[], Awaitable[T]]) -> T:
     """Run a command body; turn known failures into one error line and a non-zero exit."""
     debug = bool(os.environ.get("MNEMOGRAPH_DEBUG"))
-    logging.basicConfig(
-        level=os.environ.get("MNEMOGRAPH_LOG_LEVEL", "WARNING").upper(), stream=sys.stderr
-    )
+    setup_logging(lambda line: err.print(line, style="dim", markup=False, highlight=False))
     try:
         return asyncio.run(_awaitable(factory))
     except MnemographError as exc:
@@ -59,6 +56,29 @@ def run(factory: Callable[[], Awaitable[T]]) -> T:
 
 async def _awaitable(factory: Callable[[], Awaitable[T]]) -> T:
     return await factory()
+
+
+def warm_up(settings: Any) -> None:
+    """Start (or join) the embedded services the CLI keeps warm, saying what happens.
+
+    A first start can take minutes (PostgreSQL, the graph server, assembling and loading the
+    1.1 GB model); each stage is shown on stderr, with a spinner on a terminal, and the total
+    time at the end. A warm start prints nothing.
+    """
+    from stores.warm import ensure_warm
+
+    if err.is_terminal:
+        with err.status("starting services…") as status:
+            took = ensure_warm(settings, on_stage=lambda s: status.update(f"{s}…"))
+    else:
+        took = ensure_warm(settings, on_stage=lambda s: err.print(f"{s}…", highlight=False))
+    if took is not None:
+        err.print(
+            f"services ready in {took:.0f} s; they stay up until idle for "
+            f"{settings.keep_warm_s / 60:.0f} min (`mnemograph stop` stops them now)",
+            style="dim",
+            highlight=False,
+        )
 
 
 def validate_ids(**ids: str | None) -> None:

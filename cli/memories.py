@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -61,6 +62,7 @@ def search(
     user: UserOpt,
     query: Annotated[str, typer.Argument(help="What to look for.")],
     k: Annotated[int, typer.Option("--k", "-k", min=1, max=100)] = 10,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
 ) -> None:
     """Hybrid search (full text + vectors) of one user's memories, best first."""
 
@@ -71,6 +73,12 @@ def search(
 
         async with open_services() as services:
             hits = await _memory(services).search(user, query, k=k)
+        if as_json:
+            for hit in hits:
+                row = {"id": hit.item.id, "score": round(hit.score, 4), "kind": hit.item.kind,
+                       "text": hit.item.text}  # fmt: skip
+                sys.stdout.write(json.dumps(row, ensure_ascii=False) + "\n")
+            return
         table = Table(title=f"memories of {user} for {query!r}")
         for col in ("#", "score", "kind", "memory", "id"):
             table.add_column(col, overflow="fold")

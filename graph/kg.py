@@ -353,3 +353,37 @@ def grounded(triple: Triple, source_text: str) -> bool:
         if hits * 2 < len(needed):
             return False
     return True
+
+
+# "my name is Ada", "call me Ada", "I'm Ada": the cue is case-insensitive, the name must be
+# capitalized (so "I'm allergic" names nobody).
+_SELF_NAME = re.compile(
+    r"\b(?i:my\s+name\s+is|my\s+name's|call\s+me|i\s+am|i'm)\s+([A-Z][\w'-]*(?:\s+[A-Z][\w'-]*)?)"
+)
+
+
+def alias_self(triples: Sequence[Triple], user_text: str) -> list[Triple]:
+    """Write the user's own name as the user: "my name is Ada… I live in Paris" is one person.
+
+    Small models often make the user's name the subject of the user's facts
+    ((Ada, lives_in, Paris)). Recall starts from the user entity, so such facts would never
+    be found for "Where do I live?". Names come from this batch's (I, name, X) triples and
+    from self-introductions in the user's words; the name triple itself is kept as it is.
+    """
+    names = {
+        normalize_entity(t.object)
+        for t in triples
+        if normalize_entity(t.subject) == USER_ENTITY and normalize_predicate(t.predicate) == "name"
+    }
+    names |= {normalize_entity(m) for m in _SELF_NAME.findall(user_text)}
+    names.discard(USER_ENTITY)
+    if not names:
+        return list(triples)
+    out: list[Triple] = []
+    for t in triples:
+        if normalize_predicate(t.predicate) != "name":
+            subject = "I" if normalize_entity(t.subject) in names else t.subject
+            obj = "I" if normalize_entity(t.object) in names else t.object
+            t = t.model_copy(update={"subject": subject, "object": obj})
+        out.append(t)
+    return out

@@ -29,34 +29,42 @@ Current summary (may be empty):
 
 # --- Knowledge-graph extraction (issue 3) ----------------------------------------------------
 
-EXTRACT_TRIPLES_SYSTEM = """You extract durable facts about the user from one chat exchange, \
-as (subject, predicate, object) triples, by calling the ExtractedTriples tool.
+# Tuned on the packaged 1.5B model with the sentences of bench/data/kg_sentences.jsonl and
+# the acceptance personas; bench/data/extraction_heldout.jsonl is kept out of tuning. Small
+# models follow examples written in the tool's own JSON far better than rules: the examples
+# carry the subject rule ("my mother lives in…" is about the mother, not the user).
+EXTRACT_TRIPLES_SYSTEM = """You extract durable facts from one chat message as \
+(subject, predicate, object) triples, by calling the ExtractedTriples tool.
 
-Rules:
-- Only facts the USER stated as true now count. The assistant's words count only where they \
-repeat what the user said; never extract the assistant's suggestions, guesses or general \
-knowledge (such as which country a city is in).
-- Write the user as "I". Every other person is their own subject, named as the user did \
-("Ana", "my mom"): a fact about the user's mother is not a fact about "I".
-- Predicates are short snake_case verbs. Prefer: lives_in, works_at (an employer), occupation \
-(a job title), married_to, age (a number), name, born_in, birthday, studies_at, likes, \
-dislikes, has_pet, owns, speaks, plays, friend_of, sibling_of, parent_of, child_of, \
-allergic_to, visited, located_in. Others are allowed when none fits.
-- Objects are short: "Berlin", "32", "Acme Corp", "jazz".
-- confidence is 0 to 1: 0.9 for a plain statement, lower for hedged or joking ones.
-- Likes, dislikes and preferences are facts too. A question or request ("How do I…?", \
-"Can you recommend…?", "What is…?") states no fact: never turn its topic into likes. Skip \
-greetings, hypotheticals and anything the user says is no longer true.
-- If there is no fact, return an empty list.
+Who is the subject:
+- "I" is the user. Use subject "I" only for facts about the user themselves ("I live…", \
+"I work…", "I love…", "my favourite…").
+- A fact about another person is about THAT person: "My mother lives in Osaka" is about \
+"my mother", never about "I". Name them as the user did ("my mother", "Ines").
 
-Examples (not about this user):
-"I'm 41 and my husband Omar is a pilot." -> (I, age, 41), (I, married_to, Omar), \
-(Omar, occupation, pilot)
-"My son Ravi and my grandpa live in Cork." -> (Ravi, child_of, I), (Ravi, lives_in, Cork), \
-(my grandpa, lives_in, Cork)
-"I'm not into reality TV." -> (I, dislikes, reality TV)
-"I left Initech and now design games at Globex." -> (I, works_at, Globex), \
-(I, occupation, game designer)"""
+Predicates are short snake_case: lives_in, works_at (employer), occupation (job title), \
+married_to, age, name, born_in, birthday, studies_at, likes, dislikes, has_pet, owns, speaks, \
+plays, friend_of, sibling_of, parent_of, child_of, allergic_to, visited, teaches. Objects are \
+short ("Berlin", "32", "Acme Corp", "jazz").
+Only facts the USER stated as true now; the assistant's words count only where they repeat \
+the user. Questions, requests, greetings and hypotheticals state no fact: return an empty \
+list. confidence: 0.9 for a plain statement, lower for hedged ones.
+
+Examples (other users):
+"My dad is a baker in Lyon." -> [{"subject": "my dad", "predicate": "occupation", \
+"object": "baker"}, {"subject": "my dad", "predicate": "lives_in", "object": "Lyon"}]
+"My brother Karl plays the drums." -> [{"subject": "I", "predicate": "sibling_of", \
+"object": "Karl"}, {"subject": "Karl", "predicate": "plays", "object": "drums"}]
+"My wife Mia is a nurse." -> [{"subject": "I", "predicate": "married_to", "object": "Mia"}, \
+{"subject": "Mia", "predicate": "occupation", "object": "nurse"}]
+"I'm 41 and I work at Globex as a designer." -> [{"subject": "I", "predicate": "age", \
+"object": "41"}, {"subject": "I", "predicate": "works_at", "object": "Globex"}, \
+{"subject": "I", "predicate": "occupation", "object": "designer"}]
+"I really enjoy hiking. My favourite drink is tea." -> [{"subject": "I", "predicate": \
+"likes", "object": "hiking"}, {"subject": "I", "predicate": "likes", "object": "tea"}]
+"I have a dog called Rex." -> [{"subject": "I", "predicate": "has_pet", "object": "Rex"}]
+"I moved from Rome to Oslo." -> [{"subject": "I", "predicate": "lives_in", "object": "Oslo"}]
+"Can you recommend a good book?" -> []"""
 
 EXTRACT_TRIPLES_INPUT = """{question_block}The user said:
 <user>

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
@@ -17,6 +18,26 @@ def last_human_text(messages: Sequence[BaseMessage]) -> str:
         if isinstance(message, HumanMessage):
             return message.text
     return ""
+
+
+_PLEASANTRIES = frozenset(
+    {"hi", "hello", "hey", "thanks", "thank you", "ok", "okay", "bye", "yes", "no", "cool"}
+)
+_SENTENCE = re.compile(r"[^.!?\n]+[.!?]*")
+
+
+def worth_extracting(text: str) -> bool:
+    """Whether a user message can state a fact, so extraction is worth a model call.
+
+    Both extractors skip pleasantries and messages made only of questions ("Where do I
+    live?"): a question states nothing to remember, and on a local model each skipped call
+    saves 10-25 s of prompt processing. A message with any statement is extracted.
+    """
+    words = " ".join(text.casefold().strip(" .!?").split())
+    if sum(c.isalpha() for c in words) < 2 or words in _PLEASANTRIES:
+        return False
+    sentences = [s.strip() for s in _SENTENCE.findall(text) if any(c.isalpha() for c in s)]
+    return not sentences or not all(s.endswith("?") for s in sentences)
 
 
 def system_message(summary: str, recalled: Sequence[Recalled]) -> SystemMessage:

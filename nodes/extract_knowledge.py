@@ -19,7 +19,8 @@ from langgraph.runtime import Runtime
 
 from graph import prompts
 from graph.context import Context, after_reply
-from graph.kg import MAX_TRIPLES_PER_TURN, ExtractedTriples, Triple, grounded
+from graph.kg import MAX_TRIPLES_PER_TURN, ExtractedTriples, Triple, alias_self, grounded
+from graph.render import worth_extracting
 from graph.state import AgentState
 
 log = logging.getLogger(__name__)
@@ -28,9 +29,6 @@ Redactor = Callable[[str], str]
 
 MAX_INPUT_CHARS = 4000
 MIN_CONFIDENCE = 0.5
-_PLEASANTRIES = frozenset(
-    {"hi", "hello", "hey", "thanks", "thank you", "ok", "okay", "bye", "yes", "no", "cool"}
-)
 
 
 def exchange(messages: Sequence[BaseMessage]) -> tuple[HumanMessage | None, str, str]:
@@ -42,12 +40,6 @@ def exchange(messages: Sequence[BaseMessage]) -> tuple[HumanMessage | None, str,
             after = next((m.text for m in messages[i + 1 :] if isinstance(m, AIMessage)), "")
             return message, before, after
     return None, "", ""
-
-
-def worth_extracting(text: str) -> bool:
-    """Skip the (slow, on a local model 30-50 s) LLM call for turns that state nothing."""
-    words = " ".join(text.casefold().strip(" .!?").split())
-    return sum(c.isalpha() for c in words) >= 2 and words not in _PLEASANTRIES
 
 
 async def extract_triples(
@@ -98,7 +90,7 @@ async def extract_triples(
     )
     source = f"{question_text}\n{user_text}"
     kept: list[Triple] = []
-    for triple in parsed.triples[:MAX_TRIPLES_PER_TURN]:
+    for triple in alias_self(parsed.triples[:MAX_TRIPLES_PER_TURN], user_text):
         if redact is not None:
             triple = Triple(
                 subject=redact(triple.subject),

@@ -21,6 +21,7 @@ from pydantic import BaseModel, Field
 
 from graph import prompts
 from graph.context import Context, after_reply
+from graph.render import worth_extracting
 from graph.state import AgentState
 
 log = logging.getLogger(__name__)
@@ -119,7 +120,8 @@ async def write_memory(state: AgentState, runtime: Runtime[Context]) -> dict[str
         ctx = runtime.context or Context()
         await after_reply(ctx)
         exchange = last_exchange(state.get("messages", []))
-        if not any(isinstance(m, HumanMessage) for m in exchange):
+        said = [m.text for m in exchange if isinstance(m, HumanMessage)]
+        if not said or not worth_extracting(said[-1]):
             return {}
         services = await services_for(runtime)
         memory = getattr(services, "memory", None)

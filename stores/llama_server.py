@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import importlib.util
+import json
 import logging
 import os
 import socket
@@ -80,15 +81,21 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+STATE_FILE = "llama-server.json"
+CACHE_BYTES = 160 << 20
+
+
 @dataclass
 class LlamaServer:
     """A running llama.cpp server process and its OpenAI-compatible base URL."""
 
     base_url: str
-    process: subprocess.Popen[bytes]
+    process: subprocess.Popen[bytes] | None
+    """``None`` when this process joined a server another one (the warm keeper) runs."""
 
     def stop(self) -> None:
-        if self.process.poll() is None:
+        """Stop the server this process started; a joined one is left to its owner."""
+        if self.process is not None and self.process.poll() is None:
             self.process.terminate()
             try:
                 self.process.wait(timeout=10)
@@ -96,10 +103,46 @@ class LlamaServer:
                 self.process.kill()
 
 
+def _answers(base_url: str) -> bool:
+    try:
+        return httpx.get(base_url + "/models", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def join_llama_server(model_dir: Path) -> LlamaServer | None:
+    """The server another process runs on this model dir, if it is alive and answers.
+
+    The warm keeper (``stores.warm``) loads the model once and leaves it running between CLI
+    calls; loading 1.1 GB again for every ``mnemograph chat -m`` would cost seconds each.
+    """
+    try:
+        state = json.loads((model_dir / STATE_FILE).read_text(encoding="utf-8"))
+        pid, base_url = int(state["pid"]), str(state["base_url"])
+        os.kill(pid, 0)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not _answers(base_url):
+        return None
+    return LlamaServer(base_url=base_url, process=None)
+
+
 def start_llama_server(
-    model_dir: Path, *, port: int = 0, threads: int = 2, timeout_s: float = 120.0
+    model_dir: Path,
+    *,
+    port: int = 0,
+    threads: int = 2,
+    timeout_s: float = 120.0,
+    join: bool = True,
 ) -> LlamaServer:
-    """Start the server on 127.0.0.1 and wait until it lists its model."""
+    """Start the server on 127.0.0.1 and wait until it lists its model.
+
+    With ``join``, a server already running on this model dir (see
+    :func:`join_llama_server`) is used instead, and left running.
+    """
+    if join and (running := join_llama_server(model_dir)) is not None:
+        log.info("joined the local model server at %s", running.base_url)
+        return running
     model = ensure_model(model_dir)
     port = port or _free_port()
     log_path = model_dir / "llama-server.log"
@@ -109,6 +152,13 @@ def start_llama_server(
         "--model", str(model), "--model_alias", "local",
         "--host", "127.0.0.1", "--port", str(port),
         "--n_ctx", "4096", "--n_threads", str(threads),
+        # Keep the evaluated prompts of the last few calls, so the reply, the memory
+        # extractor and the triple extractor each resume from their own long system prompt
+        # instead of evaluating it again after the other calls (30-50 tokens/s here): 20-25 s
+        # a call becomes 3-7 s. The size counts only the KV state (~30 MB a call); each
+        # entry also holds a ~310 MB logits buffer the server does not count, so this bound
+        # (about five entries, ~2 GB in all) must stay small: 1 GB here was OOM-killed at 22 GB.
+        "--cache", "true", "--cache_size", str(CACHE_BYTES),
     ]  # fmt: skip
     with log_path.open("ab") as log_fh:
         proc = subprocess.Popen(cmd, stdout=log_fh, stderr=subprocess.STDOUT, env=env)
@@ -117,11 +167,11 @@ def start_llama_server(
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise ServiceUnavailable("local LLM", f"llama.cpp server exited; see {log_path}")
-        try:
-            if httpx.get(server.base_url + "/models", timeout=2).status_code == 200:
-                return server
-        except httpx.HTTPError:
-            pass
+        if _answers(server.base_url):
+            (model_dir / STATE_FILE).write_text(
+                json.dumps({"pid": proc.pid, "base_url": server.base_url}), encoding="utf-8"
+            )
+            return server
         time.sleep(0.5)
     server.stop()
     raise ServiceUnavailable("local LLM", f"llama.cpp server did not start; see {log_path}")

@@ -21,6 +21,8 @@ NO_MODEL_HELP = (
 )
 
 
+LOCAL_TEMPERATURE = 0.2
+
 # Keyed by id() (chat models are pydantic objects, not hashable). Entries hold their model,
 # so an id cannot be reused while cached; the LRU bound keeps short-lived models from piling up.
 _structured: OrderedDict[int, tuple[BaseChatModel, dict[type, Runnable[Any, Any]]]] = OrderedDict()
@@ -117,6 +119,9 @@ def build_chat_model(settings: Settings, *, stack: AsyncExitStack | None = None)
         model="local",
         api_key="local",  # type: ignore[arg-type]
         base_url=server.base_url,
+        # llama.cpp samples at 0.8 by default; a 1.5B model then drifts from what it was
+        # told (recalled facts, the extraction schema). Low, not zero, so chat stays natural.
+        temperature=LOCAL_TEMPERATURE,
         timeout=settings.llm_timeout_s,
         max_retries=settings.llm_max_retries,
         disable_streaming="tool_calling",

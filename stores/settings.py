@@ -118,6 +118,14 @@ class Settings(BaseSettings):
         description="Cosine at or above which a new memory merges into an existing one.",
     )
 
+    keep_warm_s: float = Field(
+        default=900.0,
+        ge=0,
+        description="CLI: keep the embedded services and the local model running between "
+        "calls until idle this long (seconds); `mnemograph stop` stops them now. 0 = each call "
+        "starts and stops its own.",
+    )
+
     # --- Behaviour --------------------------------------------------------------------
     log_level: str = "WARNING"
     delta_messages: bool = Field(

@@ -27,6 +27,18 @@ for _var in ("DATABASE_URL", "NEO4J_URI", "OPENAI_API_KEY", "OPENAI_BASE_URL"):
     os.environ.pop(_var, None)
 
 
+REPORT = pytest.StashKey[list[tuple[str, dict[str, Any]]]]()
+"""Figures end-to-end tests measured, printed in the terminal summary of every run."""
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Print the figures the acceptance tests recorded, pass or fail."""
+    for title, figures in terminalreporter.config.stash.get(REPORT, []):
+        terminalreporter.write_sep("-", title)
+        for key, value in figures.items():
+            terminalreporter.write_line(f"{key}: {value}")
+
+
 @pytest.fixture(scope="session")
 def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("mnemograph")
@@ -93,6 +105,8 @@ def cli_env(pg: str, data_dir: Path, **extra: Any) -> dict[str, str]:
         MNEMOGRAPH_DATA_DIR=str(data_dir),
         MNEMOGRAPH_MODEL="fake",
         MNEMOGRAPH_EMBEDDINGS="local",
+        # Each call starts and stops its own services unless a test asks for the keeper.
+        MNEMOGRAPH_KEEP_WARM_S="0",
     )
     env.update({k: str(v) for k, v in extra.items()})
     return env

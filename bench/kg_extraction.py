@@ -302,7 +302,7 @@ async def run_one(model: BaseChatModel, sentence: Sentence, recorder: RawOutputR
     recorder.last = []
     started = time.perf_counter()
     try:
-        kept = await extract_triples(model, sentence.text, sentence.reply, sentence.question)
+        kept = await extract_triples(model, sentence.text, sentence.question)
     except Exception as exc:  # a malformed local-model answer counts as a miss
         kept = []
         out.error = f"{type(exc).__name__}: {str(exc)[:300]}"

@@ -66,6 +66,7 @@ from bench.kg_extraction import (
     set_label,
     write_report,
 )
+from graph.render import worth_extracting
 from nodes.write_memory import extract_memories, last_exchange
 
 RESULTS = Path(__file__).parent / "results"
@@ -207,6 +208,9 @@ async def run_one(
     """Extract and score one sentence, never letting one failure stop the run."""
     out = MemoryOutcome(id=sentence.id, text=sentence.text, expected=sentence.memories)
     recorder.last = []
+    if not worth_extracting(sentence.text):  # the node skips these before the model
+        score(out)
+        return out
     started = time.perf_counter()
     try:
         items = await extract_memories(model, messages_for(sentence))

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
+import time
 from typing import Annotated, Any
 
 import typer
@@ -74,6 +76,7 @@ def chat(
             notices = TurnNotices()
 
             async def turn(text: str) -> None:
+                timing("turn_start")
                 stream: Any = runner.stream(
                     user, thread, [{"type": "human", "content": text}],
                     stream_mode="messages", **knobs,
@@ -85,6 +88,7 @@ def chat(
                     out.print()
                 for line in notices.take():
                     err.print(line, style="yellow", markup=False, highlight=False)
+                timing("turn_end")
 
             if message is not None:
                 await turn(message)
@@ -101,6 +105,16 @@ def chat(
                     await turn(text)
 
     run(body)
+
+
+def timing(mark: str) -> None:
+    """With ``MNEMOGRAPH_TIMINGS=1``, print ``timing: <mark>=<epoch s>`` on stderr.
+
+    ``bench.cli_start`` reads these marks to split a CLI call into start-up overhead, the
+    turn itself, and shutdown, from outside the process.
+    """
+    if os.environ.get("MNEMOGRAPH_TIMINGS"):
+        err.print(f"timing: {mark}={time.time():.3f}", markup=False, highlight=False)
 
 
 def threads(user: UserOpt) -> None:

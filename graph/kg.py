@@ -387,3 +387,47 @@ def alias_self(triples: Sequence[Triple], user_text: str) -> list[Triple]:
             t = t.model_copy(update={"subject": subject, "object": obj})
         out.append(t)
     return out
+
+
+# People a user speaks of as "my …"; a fact stated about one of them is not about the user.
+# fmt: off
+_PEOPLE = (
+    "mother", "mom", "mum", "father", "dad", "sister", "brother", "wife", "husband", "son",
+    "daughter", "partner", "boyfriend", "girlfriend", "fiance", "fiancé", "fiancee",
+    "fiancée", "friend", "boss", "grandma", "grandpa", "grandmother", "grandfather", "aunt",
+    "uncle", "cousin", "niece", "nephew", "colleague", "coworker", "roommate", "flatmate",
+    "neighbour", "neighbor", "parents", "kids", "children", "child", "kid", "baby",
+    "stepmother", "stepfather", "stepson", "stepdaughter", "twin",
+)
+# fmt: on
+_MY_PERSON = re.compile(  # the relation in any case, the name capitalized
+    r"\b(?i:my\s+(?:(?:little|older|younger|elder|big|best|late|dear|twin|ex)[\s-]+)?"
+    r"(" + "|".join(_PEOPLE) + r"))\b(?:,?\s+([A-Z][\w'-]*))?"
+)
+_SELF_AS_SUBJECT = re.compile(r"\b(?:i|i'm|i've|i'd|i'll|me|myself|we|we're|we've|us)\b", re.I)
+
+
+def attribute_subjects(triples: Sequence[Triple], user_text: str) -> list[Triple]:
+    """Give facts about "my mother" to the mother: a user fact needs the user as a subject.
+
+    Small models write "My mother lives in Osaka" as (I, lives_in, Osaka), which would move
+    the user to Osaka and invalidate where they really live. When the message never has the
+    user as a subject ("I", "me", "we" …) but speaks of one person as "my <relation>", a
+    triple about the user is that person's, unless it relates the user to that person by
+    name ((I, sibling_of, Ines) for "My sister Ines is a vet"). With several such people the
+    owner is unknown, and the triple is dropped rather than guessed.
+    """
+    if _SELF_AS_SUBJECT.search(user_text):
+        return list(triples)
+    people = {(m.group(1).casefold(), m.group(2)) for m in _MY_PERSON.finditer(user_text)}
+    if not people:
+        return list(triples)
+    names = {normalize_entity(name) for _, name in people if name}
+    out: list[Triple] = []
+    for t in triples:
+        if normalize_entity(t.subject) != USER_ENTITY or normalize_entity(t.object) in names:
+            out.append(t)
+        elif len(people) == 1:
+            relation, name = next(iter(people))
+            out.append(t.model_copy(update={"subject": name or f"my {relation}"}))
+    return out

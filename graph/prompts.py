@@ -46,8 +46,8 @@ Predicates are short snake_case: lives_in, works_at (employer), occupation (job 
 married_to, age, name, born_in, birthday, studies_at, likes, dislikes, has_pet, owns, speaks, \
 plays, friend_of, sibling_of, parent_of, child_of, allergic_to, visited, teaches. Objects are \
 short ("Berlin", "32", "Acme Corp", "jazz").
-Only facts the USER stated as true now; the assistant's words count only where they repeat \
-the user. Questions, requests, greetings and hypotheticals state no fact: return an empty \
+Only facts the USER stated as true now; an assistant question only tells what a short \
+answer means. Questions, requests, greetings and hypotheticals state no fact: return an empty \
 list. confidence: 0.9 for a plain statement, lower for hedged ones.
 
 Examples (other users):
@@ -69,12 +69,7 @@ Examples (other users):
 EXTRACT_TRIPLES_INPUT = """{question_block}The user said:
 <user>
 {user}
-</user>
-
-The assistant replied (use only where it restates the user):
-<assistant>
-{reply}
-</assistant>"""
+</user>"""
 
 EXTRACT_TRIPLES_QUESTION = """The assistant had asked:
 <assistant_question>

@@ -19,7 +19,14 @@ from langgraph.runtime import Runtime
 
 from graph import prompts
 from graph.context import Context, after_reply
-from graph.kg import MAX_TRIPLES_PER_TURN, ExtractedTriples, Triple, alias_self, grounded
+from graph.kg import (
+    MAX_TRIPLES_PER_TURN,
+    ExtractedTriples,
+    Triple,
+    alias_self,
+    attribute_subjects,
+    grounded,
+)
 from graph.render import worth_extracting
 from graph.state import AgentState
 
@@ -31,21 +38,19 @@ MAX_INPUT_CHARS = 4000
 MIN_CONFIDENCE = 0.5
 
 
-def exchange(messages: Sequence[BaseMessage]) -> tuple[HumanMessage | None, str, str]:
-    """The last human message, the assistant question before it and the reply after it."""
+def exchange(messages: Sequence[BaseMessage]) -> tuple[HumanMessage | None, str]:
+    """The last human message and the assistant question it answered (the turn before it)."""
     for i in range(len(messages) - 1, -1, -1):
         message = messages[i]
         if isinstance(message, HumanMessage):
             before = next((m.text for m in reversed(messages[:i]) if isinstance(m, AIMessage)), "")
-            after = next((m.text for m in messages[i + 1 :] if isinstance(m, AIMessage)), "")
-            return message, before, after
-    return None, "", ""
+            return message, before
+    return None, ""
 
 
 async def extract_triples(
     model: BaseChatModel,
     user_text: str,
-    reply_text: str = "",
     question_text: str = "",
     *,
     redact: Redactor | None = None,
@@ -54,16 +59,13 @@ async def extract_triples(
     """Ask the model for triples, then keep only confident ones grounded in the user's words.
 
     Structured output uses ``method="function_calling"`` because llama.cpp's OpenAI server
-    rejects ``json_schema`` response formats. The grounding text is the user's message plus
-    the question it answered ("Where do you live?" / "Berlin"); the reply is shown to the
-    model for context but cannot ground a fact on its own.
+    rejects ``json_schema`` response formats. The model sees, and grounding uses, the
+    user's message plus the question it answered ("Where do you live?" / "Berlin"). The
+    reply after it is not shown: it cannot ground a fact, and on a small model it pulled
+    facts onto the wrong subject ("Osaka is lovely! Do you visit her often?").
     """
     if redact is not None:
-        user_text, reply_text, question_text = (
-            redact(user_text),
-            redact(reply_text),
-            redact(question_text),
-        )
+        user_text, question_text = redact(user_text), redact(question_text)
     question_block = (
         prompts.EXTRACT_TRIPLES_QUESTION.format(question=question_text[:MAX_INPUT_CHARS])
         if question_text
@@ -75,7 +77,6 @@ async def extract_triples(
             content=prompts.EXTRACT_TRIPLES_INPUT.format(
                 question_block=question_block,
                 user=user_text[:MAX_INPUT_CHARS],
-                reply=reply_text[:MAX_INPUT_CHARS],
             )
         ),
     ]
@@ -90,7 +91,8 @@ async def extract_triples(
     )
     source = f"{question_text}\n{user_text}"
     kept: list[Triple] = []
-    for triple in alias_self(parsed.triples[:MAX_TRIPLES_PER_TURN], user_text):
+    named = alias_self(parsed.triples[:MAX_TRIPLES_PER_TURN], user_text)
+    for triple in attribute_subjects(named, user_text):
         if redact is not None:
             triple = Triple(
                 subject=redact(triple.subject),
@@ -125,7 +127,7 @@ async def extract_knowledge(state: AgentState, runtime: Runtime[Context]) -> dic
     from stores.services import services_for
 
     ctx = runtime.context or Context()
-    human, question, reply = exchange(state.get("messages", []))
+    human, question = exchange(state.get("messages", []))
     if human is None or not worth_extracting(human.text):
         return {}
     await after_reply(ctx)
@@ -135,7 +137,7 @@ async def extract_knowledge(state: AgentState, runtime: Runtime[Context]) -> dic
     at_ms = int(time.time() * 1000)
     try:
         triples = await extract_triples(
-            services.chat_model(), human.text, reply, question, redact=_redactor(services)
+            services.chat_model(), human.text, question, redact=_redactor(services)
         )
     except Exception as exc:  # an LLM failure must not fail the turn
         log.warning("knowledge extraction skipped: %s", type(exc).__name__)

@@ -22,6 +22,7 @@ NO_MODEL_HELP = (
 
 
 LOCAL_TEMPERATURE = 0.2
+LOCAL_SEED = 7
 
 # Keyed by id() (chat models are pydantic objects, not hashable). Entries hold their model,
 # so an id cannot be reused while cached; the LRU bound keeps short-lived models from piling up.
@@ -122,6 +123,7 @@ def build_chat_model(settings: Settings, *, stack: AsyncExitStack | None = None)
         # llama.cpp samples at 0.8 by default; a 1.5B model then drifts from what it was
         # told (recalled facts, the extraction schema). Low, not zero, so chat stays natural.
         temperature=LOCAL_TEMPERATURE,
+        seed=LOCAL_SEED,  # the same prompt gets the same answer: extraction is repeatable
         timeout=settings.llm_timeout_s,
         max_retries=settings.llm_max_retries,
         disable_streaming="tool_calling",

@@ -118,11 +118,7 @@ async def test_extract_keeps_only_grounded_confident_user_facts() -> None:
         ]
 
     model = ScriptedToolModel(script=script)
-    triples = await extract_triples(
-        model,
-        "I live in Berlin and work at Acme, I think.",
-        "Nice! You live in Berlin; you should visit Museum Island.",
-    )
+    triples = await extract_triples(model, "I live in Berlin and work at Acme, I think.")
     assert [(t.subject, t.predicate, t.object) for t in triples] == [("I", "lives in", "Berlin")]
     prompt = model.prompts[-1]
     assert "<user>\nI live in Berlin" in str(prompt[-1].content)
@@ -139,7 +135,7 @@ async def test_extract_applies_the_redaction_hook() -> None:
         return text.replace("bob@example.com", "[EMAIL]")
 
     triples = await extract_triples(
-        ScriptedToolModel(script=script), "my email is bob@example.com", "ok", redact=redact
+        ScriptedToolModel(script=script), "my email is bob@example.com", redact=redact
     )
     assert [t.object for t in triples] == ["[EMAIL]"]
     assert "my email is bob@example.com" in seen
@@ -353,6 +349,6 @@ async def test_structured_calls_do_not_rebuild_the_json_schema(monkeypatch: Any)
 
     monkeypatch.setattr(ExtractedTriples, "model_json_schema", classmethod(counting))
     for _ in range(3):
-        triples = await extract_triples(model, "I live in Oslo", "Nice.")
+        triples = await extract_triples(model, "I live in Oslo")
         assert [t.object for t in triples] == ["Oslo"]
     assert calls == []

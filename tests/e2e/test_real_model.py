@@ -30,7 +30,7 @@ from stores.llama_server import local_llm_available
 from tests.conftest import REPORT
 
 ROOT = Path(__file__).resolve().parents[2]
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]
 
 
 @dataclass(frozen=True)
@@ -127,14 +127,16 @@ def test_facts_told_in_one_thread_come_back_in_another(
     # 1. Each persona tells its facts in thread A, one message each.
     for name, facts in PERSONAS.items():
         for fact in facts:
-            mnemograph("chat", "--user", users[name], "--thread", "a", "-m", fact.said)
+            mnemograph(
+                "chat", "--user", users[name], "--thread", f"{users[name]}-a", "-m", fact.said
+            )
     figures["tell_s"] = round(time.monotonic() - t0, 1)
 
     # 2. A new thread (and a new process per question) asks about each fact.
     answers: list[tuple[str, str, bool]] = []
     for name, facts in PERSONAS.items():
         for fact in facts:
-            reply = mnemograph("chat", "--user", users[name], "--thread", "b",
+            reply = mnemograph("chat", "--user", users[name], "--thread", f"{users[name]}-b",
                                "-m", fact.question)  # fmt: skip
             answers.append((name, fact.question, _has(reply, fact.keys)))
 
@@ -155,9 +157,9 @@ def test_facts_told_in_one_thread_come_back_in_another(
 
     # 4. A single-valued fact changes: the new value is answered, the old one kept as history.
     mover = users[MOVER]
-    mnemograph("chat", "--user", mover, "--thread", "a",
+    mnemograph("chat", "--user", mover, "--thread", f"{mover}-a",
                "-m", "I moved from Porto to Valencia last week.")  # fmt: skip
-    moved_reply = mnemograph("chat", "--user", mover, "--thread", "c",
+    moved_reply = mnemograph("chat", "--user", mover, "--thread", f"{mover}-c",
                              "-m", "Which city do I live in now?")  # fmt: skip
     history = json.loads(mnemograph("graph", "--user", mover, "--json", "--history"))
     lives = [f for f in history if f["predicate"] == "lives_in" and f["subject"] == "user"]

@@ -79,7 +79,8 @@ def test_facts_about_my_relatives_are_theirs() -> None:
     out = attribute_subjects([_t("I", "sibling_of", "Ines"), _t("I", "occupation", "vet")], said)
     assert [(t.subject, t.object) for t in out] == [("I", "Ines"), ("Ines", "vet")]
     # Two people, no "I": whose fact it is cannot be known, so it is not kept.
-    assert attribute_subjects([_t("I", "lives_in", "Cork")], "My son and my aunt live in Cork") == []
+    two = "My son and my aunt live in Cork"
+    assert attribute_subjects([_t("I", "lives_in", "Cork")], two) == []
 
 
 def test_the_user_speaking_of_themselves_keeps_their_facts() -> None:

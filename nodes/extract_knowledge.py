@@ -39,12 +39,17 @@ MIN_CONFIDENCE = 0.5
 
 
 def exchange(messages: Sequence[BaseMessage]) -> tuple[HumanMessage | None, str]:
-    """The last human message and the assistant question it answered (the turn before it)."""
+    """The last human message and the assistant question it may answer.
+
+    The assistant message before it counts as a question only if it asks one ("Where do
+    you live?" gives "Berlin" its meaning); a plain earlier reply is left out, since a small
+    model otherwise takes facts from it.
+    """
     for i in range(len(messages) - 1, -1, -1):
         message = messages[i]
         if isinstance(message, HumanMessage):
             before = next((m.text for m in reversed(messages[:i]) if isinstance(m, AIMessage)), "")
-            return message, before
+            return message, before if "?" in before else ""
     return None, ""
 
 

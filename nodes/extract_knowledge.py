@@ -120,12 +120,6 @@ def _thread_id() -> str | None:
     return None if value is None else str(value)
 
 
-def _redactor(services: Any) -> Redactor | None:
-    """The deployment's PII redactor, if one is configured on the services object."""
-    redact = getattr(services, "redact", None)
-    return redact if callable(redact) else None
-
-
 async def extract_knowledge(state: AgentState, runtime: Runtime[Context]) -> dict[str, Any]:
     """Extract triples from the last exchange and store them (or queue them). Writes no state."""
     from stores.outbox import write_or_enqueue
@@ -137,12 +131,12 @@ async def extract_knowledge(state: AgentState, runtime: Runtime[Context]) -> dic
         return {}
     await after_reply(ctx)
     services = await services_for(runtime)
-    if getattr(services, "graph", None) is None and getattr(services, "outbox", None) is None:
+    if services.graph is None and services.outbox is None:
         return {}  # no knowledge graph configured in this process
     at_ms = int(time.time() * 1000)
     try:
         triples = await extract_triples(
-            services.chat_model(), human.text, question, redact=_redactor(services)
+            services.chat_model(), human.text, question, redact=services.redact
         )
     except Exception as exc:  # an LLM failure must not fail the turn
         log.warning("knowledge extraction skipped: %s", type(exc).__name__)
@@ -167,7 +161,7 @@ async def extract_knowledge(state: AgentState, runtime: Runtime[Context]) -> dic
 
         names = [n for row in prepare(triples) for n in (row["s"], row["o"])]
         try:
-            await entities_written(getattr(services, "embeddings", None), ctx.user_id, names)
+            await entities_written(services.embeddings, ctx.user_id, names)
         except Exception:  # only a cache warm-up; recall embeds the names itself if need be
             log.warning("could not embed new entity names", exc_info=True)
     return {}

@@ -12,7 +12,7 @@ from langgraph.runtime import Runtime
 from graph.context import Context
 from graph.render import last_human_text
 from graph.state import AgentState, Recalled
-from stores.services import services_for
+from stores.services import Services, services_for
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +27,7 @@ async def load_memory(state: AgentState, runtime: Runtime[Context]) -> dict[str,
     services = await services_for(runtime)
     recallers = _recallers(services)
     # Both recalls compare the message with vectors of the same embedder: embed it once.
-    embedder = getattr(services, "embeddings", None)
+    embedder = services.embeddings
     vector = (
         asyncio.ensure_future(embedder.aembed_query(" ".join(text.split())))
         if embedder is not None and recallers
@@ -52,18 +52,18 @@ async def load_memory(state: AgentState, runtime: Runtime[Context]) -> dict[str,
     return {"recalled": recalled}
 
 
-def _recallers(services: Any) -> list[Any]:
+def _recallers(services: Services) -> list[Any]:
     """The recall sources that are configured for this process."""
     sources: list[Any] = []
-    if getattr(services, "memory", None) is not None:
+    if services.memory is not None:
         sources.append(_recall_memories)
-    if getattr(services, "graph", None) is not None:
+    if services.graph is not None:
         sources.append(_recall_facts)
     return sources
 
 
 async def _recall_memories(
-    services: Any, ctx: Context, text: str, vector: Awaitable[Any] | None
+    services: Services, ctx: Context, text: str, vector: Awaitable[Any] | None
 ) -> list[Recalled]:
     from stores.memory_store import recall_memories
 
@@ -79,7 +79,7 @@ async def _recall_memories(
 
 
 async def _recall_facts(
-    services: Any, ctx: Context, text: str, vector: Awaitable[Any] | None
+    services: Services, ctx: Context, text: str, vector: Awaitable[Any] | None
 ) -> list[Recalled]:
     from graph.kg_recall import recall_facts
 

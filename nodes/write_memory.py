@@ -124,16 +124,16 @@ async def write_memory(state: AgentState, runtime: Runtime[Context]) -> dict[str
         if not said or not worth_extracting(said[-1]):
             return {}
         services = await services_for(runtime)
-        memory = getattr(services, "memory", None)
+        memory = services.memory
         if memory is None:
             return {}
         items = await extract_memories(services.chat_model(), exchange)
-        redact = getattr(services, "redact", None)
+        redact = services.redact
         said_at = datetime.now(UTC)
         for item in items:
             await memory.add(
                 ctx.user_id,
-                redact(item.text) if callable(redact) else item.text,
+                redact(item.text) if redact is not None else item.text,
                 event_at=said_at,
                 kind=item.type,
                 importance=item.importance,

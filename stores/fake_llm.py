@@ -2,25 +2,18 @@
 
 It lets the whole turn (checkpoints, summaries, memory writes) run without any LLM, so what
 benchmarks measure is Mnemograph's own cost. Select it with ``MNEMOGRAPH_MODEL=fake``.
-
-Fault-injection hook (tests only; read only by this fake model, so production paths never see
-it): ``MNEMOGRAPH_FAKE_HANG=<stage>:<dir>`` makes the call of ``stage`` (``reply``,
-``summary`` or ``extract``) whose user text contains ``HANG`` create ``<dir>/<stage>`` and
-then block forever, so a test can SIGKILL the process at that exact point of a turn.
+(The fault tests make it hang on cue from their own entry point, ``tests/hang.py``.)
 """
 
 from __future__ import annotations
 
-import os
-import time
 import uuid
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 
 
@@ -41,7 +34,6 @@ class EchoChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         tools = kwargs.get("tools") or []
-        _maybe_hang(messages, "extract" if tools else _stage(messages))
         if tools:
             return ChatResult(generations=[ChatGeneration(message=self._empty_call(tools[0]))])
         last = next((m for m in reversed(messages) if isinstance(m, HumanMessage)), None)
@@ -73,28 +65,3 @@ class EchoChatModel(BaseChatModel):
         from langchain_core.utils.function_calling import convert_to_openai_tool
 
         return self.bind(tools=[convert_to_openai_tool(t) for t in tools], **kwargs)
-
-
-def _stage(messages: list[BaseMessage]) -> str:
-    first = messages[0] if messages else None
-    is_summary = isinstance(first, SystemMessage) and "running summary" in first.text
-    return "summary" if is_summary else "reply"
-
-
-def _maybe_hang(messages: list[BaseMessage], stage: str) -> None:
-    """The test hook described in the module docstring; a no-op unless the variable is set."""
-    spec = os.environ.get("MNEMOGRAPH_FAKE_HANG")
-    if not spec:
-        return
-    want, _, folder = spec.partition(":")
-    if want != stage:
-        return
-    if stage == "reply":  # only the turn being answered, not earlier ones in the window
-        last = next((m for m in reversed(messages) if isinstance(m, HumanMessage)), None)
-        if last is None or "HANG" not in last.text:
-            return
-    elif not any("HANG" in m.text for m in messages):
-        return
-    Path(folder, stage).touch()
-    while True:  # until the test kills the process
-        time.sleep(3600)

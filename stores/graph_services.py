@@ -11,13 +11,16 @@ import asyncio
 import contextlib
 import logging
 from contextlib import AsyncExitStack
-from typing import Any
+from typing import TYPE_CHECKING
 
 from stores.arcadedb import start_arcadedb
 from stores.errors import ServiceUnavailable
 from stores.graph_store import GraphStore
 from stores.outbox import GraphOutbox, replay_forever
 from stores.settings import Settings
+
+if TYPE_CHECKING:
+    from stores.services import Services
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +42,7 @@ async def open_graph_store(settings: Settings, stack: AsyncExitStack) -> GraphSt
     return graph
 
 
-async def attach_graph(services: Any, stack: AsyncExitStack) -> None:
+async def attach_graph(services: Services, stack: AsyncExitStack) -> None:
     """Set ``services.outbox`` and ``services.graph``; start the outbox replayer."""
     settings: Settings = services.settings
     if services.pool is not None:

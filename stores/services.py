@@ -12,7 +12,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from langchain_core.embeddings import Embeddings
 from langchain_core.language_models import BaseChatModel
@@ -20,6 +20,8 @@ from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from langgraph.runtime import Runtime
 from langgraph.store.base import BaseStore
 from langgraph.store.postgres.aio import AsyncPostgresStore
+from psycopg import AsyncConnection
+from psycopg.rows import DictRow
 from psycopg_pool import AsyncConnectionPool
 
 from stores.errors import MnemographError
@@ -29,7 +31,14 @@ from stores.settings import Settings, get_settings
 from stores.threads import ThreadRegistry
 from stores.users import UserRegistry
 
+if TYPE_CHECKING:
+    from stores.graph_store import GraphStore
+    from stores.memory_store import MemoryStore
+    from stores.outbox import GraphOutbox
+
 log = logging.getLogger(__name__)
+
+Pool = AsyncConnectionPool[AsyncConnection[DictRow]]
 
 SETUP_LOCK = 0x6D6E656D6F  # advisory lock key held while creating tables ("mnemo")
 
@@ -39,8 +48,8 @@ class Services:
     """Everything a turn may touch. Optional parts are ``None`` when not configured."""
 
     settings: Settings
-    pool: AsyncConnectionPool[Any] | None = None
-    lock_pool: AsyncConnectionPool[Any] | None = None
+    pool: Pool | None = None
+    lock_pool: Pool | None = None
     """Connections that only hold per-thread advisory locks. Kept apart from ``pool`` so
     turns waiting on a lock can never starve the turns holding one of connections."""
     checkpointer: AsyncPostgresSaver | None = None
@@ -50,10 +59,12 @@ class Services:
     embeddings: Embeddings | None = None
     pgvector: bool = False
     embedded_pg_start_s: float | None = None
-    # Issue 3 wires the graph store and its outbox here; issue 4 the long-term memory store.
-    graph: Any = None
-    outbox: Any = None
-    memory: Any = None
+    graph: GraphStore | None = None
+    """The Bolt knowledge-graph store; ``None`` when no graph server could be opened."""
+    outbox: GraphOutbox | None = None
+    """Where triples wait while the graph server is down (a Postgres table)."""
+    memory: MemoryStore | None = None
+    """Long-term memory (hybrid search); ``None`` when a host opened services without it."""
     redact: Callable[[str], str] | None = None
     """PII redactor applied before long-term and graph writes (None when turned off)."""
     _chat_model: BaseChatModel | None = None

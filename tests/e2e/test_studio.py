@@ -23,7 +23,7 @@ import httpx
 import pytest
 from langgraph_sdk import get_client
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 GRAPH_ID = "mnemograph"
 START_TIMEOUT_S = 90.0
 

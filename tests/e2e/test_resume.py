@@ -14,7 +14,7 @@ from pathlib import Path
 from tests.conftest import cli_env
 
 CLI = [sys.executable, "-m", "cli"]
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _read_until(proc: subprocess.Popen[bytes], marker: bytes, timeout: float = 60.0) -> bytes:

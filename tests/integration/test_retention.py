@@ -21,7 +21,7 @@ from stores.retention import parse_age, prune
 from stores.services import Services
 from tests.conftest import cli_env
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 KNOBS = {"strategy": "summary_buffer", "summary_trigger_tokens": 60, "buffer_tokens": 30}
 
 

@@ -20,7 +20,7 @@ from stores.services import Services
 from tests.conftest import cli_env
 from tests.openai_stub import openai_stub
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _free_port() -> int:
@@ -29,9 +29,11 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _serve(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
+def _serve(env: dict[str, str], port: int, hang: list[str] | None = None) -> Any:
+    """``mnemograph serve``; with ``hang`` (stage, folder) through ``tests.hang``."""
+    entry = ["tests.hang", *hang] if hang else ["cli"]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "cli", "serve", "--port", str(port)],
+        [sys.executable, "-m", *entry, "serve", "--port", str(port)],
         env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )  # fmt: skip
     deadline = time.monotonic() + 180
@@ -80,7 +82,7 @@ def test_sigkill_mid_turn_loses_no_acknowledged_turn(
     ).stdout  # fmt: skip
     key = next(line.split(": ", 1)[1] for line in user.splitlines() if line.startswith("api_key"))
     headers = {"Authorization": f"Bearer {key}"}
-    proc = _serve({**base, "MNEMOGRAPH_FAKE_HANG": f"{stage}:{marker_dir}"}, port)
+    proc = _serve(base, port, hang=[stage, str(marker_dir)])
     url = f"http://127.0.0.1:{port}"
     try:
         # The summarizer only sees the turns it folds, so for that stage the marker goes first.

@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import cli_env
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def mg(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:

@@ -24,7 +24,7 @@ from stores.services import Services
 from tests.conftest import cli_env
 from tests.test_isolation import ScribeModel
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

@@ -79,7 +79,7 @@ def test_cli_uses_openai_base_url(pg_url: str, data_dir: Path, uid: str, tid: st
         res = subprocess.run(
             [sys.executable, "-m", "cli", "chat", "--user", uid, "--thread", tid, "-m", "hi"],
             env=env, capture_output=True, text=True, timeout=120,
-            cwd=Path(__file__).resolve().parents[1],
+            cwd=Path(__file__).resolve().parents[2],
         )  # fmt: skip
     assert res.returncode == 0, res.stderr
     assert "Hello from the stub." in res.stdout

@@ -25,7 +25,7 @@ from stores.services import Services, open_services
 from stores.settings import Settings
 from tests.conftest import cli_env
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CLI = [sys.executable, "-m", "cli"]
 SECRET_WORDS = ("quetzalcoatl", "xylophonist")
 SUMMARY_KNOBS = {"strategy": "summary_buffer", "summary_trigger_tokens": 60, "buffer_tokens": 30}

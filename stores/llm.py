@@ -46,46 +46,34 @@ def structured(model: BaseChatModel, schema: type[BaseModel]) -> Runnable[Any, A
     per_model = entry[1]
     runnable = per_model.get(schema)
     if runnable is None:
-        runnable = unstreamed(model).with_structured_output(
-            schema, method="function_calling"
-        )
-        _trace_schema_once(runnable, schema)
+        runnable = model.with_structured_output(schema, method="function_calling")
+        _tune_binding(runnable, schema)
         per_model[schema] = runnable
     return runnable
 
 
-def unstreamed(model: BaseChatModel) -> BaseChatModel:
-    """The same model, for calls that must arrive whole: never streamed.
+def _tune_binding(runnable: Runnable[Any, Any], schema: type[BaseModel]) -> None:
+    """Make the structured call unstreamed, with its tracing schema converted once.
 
-    A turn that streams its reply puts every model call inside the graph in a streaming
-    context, and OpenAI-compatible servers stream tool calls each their own way: llama.cpp
-    repeats the function name in every delta (LangChain concatenates it into
-    "ExtractedMemoriesExtractedMemories…"), others omit ids or split names. A tool call's
-    arguments are useless until complete anyway, so structured calls are made whole, while
-    plain replies keep streaming tokens. ``streaming=True`` is cleared as well: ChatOpenAI
-    would otherwise still ask the server for a stream it then cannot parse.
-    """
-    update: dict[str, Any] = {"disable_streaming": True}
-    if getattr(model, "streaming", False):
-        update["streaming"] = False
-    if all(getattr(model, key, None) == value for key, value in update.items()):
-        return model
-    return model.model_copy(update=update)
+    **Never streamed.** A turn that streams its reply puts every model call inside the
+    graph in a streaming context, and OpenAI-compatible servers stream tool calls each
+    their own way: llama.cpp repeats the function name in every delta (LangChain
+    concatenates it into "ExtractedMemoriesExtractedMemories…"), others omit ids or split
+    names. A tool call's arguments are useless until complete anyway, so the call carries
+    ``stream=False``, LangChain's per-call opt-out that overrides streaming handlers and
+    ``streaming=True``; plain replies keep streaming tokens.
 
-
-def _trace_schema_once(runnable: Runnable[Any, Any], schema: type[BaseModel]) -> None:
-    """Give the binding's tracing metadata the schema as JSON, converted once.
-
-    ``with_structured_output`` binds ``ls_structured_output_format={"schema": <class>}``, and
-    every model call converts that class to JSON schema for LangSmith metadata, tracing on
-    or off: about 1 ms of pydantic work per call, 12% of the server's CPU under load. The
-    already-converted dict passes through that conversion unchanged and cheaply.
+    **Schema once.** ``with_structured_output`` binds ``ls_structured_output_format=
+    {"schema": <class>}``, and every model call converts that class to JSON schema for
+    LangSmith metadata, tracing on or off: about 1 ms of pydantic work per call, 12% of the
+    server's CPU under load. The already-converted dict passes through unchanged.
     """
     from langchain_core.utils.function_calling import convert_to_json_schema
 
     kwargs = getattr(getattr(runnable, "first", None), "kwargs", None)
-    if not isinstance(kwargs, dict):
-        return
+    if not isinstance(kwargs, dict):  # every chat model's function-calling path binds kwargs
+        raise TypeError(f"unexpected structured-output runnable: {type(runnable).__name__}")
+    kwargs["stream"] = False
     trace = kwargs.get("ls_structured_output_format")
     if isinstance(trace, dict) and trace.get("schema") is schema:
         kwargs["ls_structured_output_format"] = {**trace, "schema": convert_to_json_schema(schema)}

@@ -204,7 +204,7 @@ def test_secrets_never_reach_logs_or_output(pg_url: str, data_dir: Path, tmp_pat
 
 
 async def test_pii_never_reaches_memory_or_graph(services: Services, uid: str) -> None:
-    from tests.test_isolation import ScribeModel, memories_and_facts
+    from tests.integration.test_isolation import ScribeModel, memories_and_facts
 
     email, card = "zed.pii@example.org", "4111 1111 1111 1111"
     text = f"My email is {email} and my card is {card}"

@@ -22,7 +22,7 @@ from server import create_app
 from stores.arcadedb import EmbeddedGraphServer
 from stores.services import Services
 from tests.conftest import cli_env
-from tests.test_isolation import ScribeModel
+from tests.integration.test_isolation import ScribeModel
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -32,6 +32,7 @@ ThreadOpt = Annotated[str, typer.Option("--thread", "-t", help="Thread id.")]
 def run(factory: Callable[[], Awaitable[T]]) -> T:
     """Run a command body; turn known failures into one error line and a non-zero exit."""
     debug = bool(os.environ.get("MNEMOGRAPH_DEBUG"))
+    check_settings()
     setup_logging(lambda line: err.print(line, style="dim", markup=False, highlight=False))
     try:
         return asyncio.run(_awaitable(factory))
@@ -52,6 +53,23 @@ def run(factory: Callable[[], Awaitable[T]]) -> T:
             highlight=False,
         )
         raise typer.Exit(1) from None
+
+
+def check_settings() -> None:
+    """Refuse a bad environment variable in one line (exit 2) before anything starts."""
+    from pydantic import ValidationError
+
+    from stores.settings import get_settings
+
+    try:
+        get_settings()
+    except ValidationError as exc:
+        problem = exc.errors()[0]
+        where = ".".join(str(part) for part in problem["loc"]).upper()
+        name = where if where in os.environ else f"MNEMOGRAPH_{where}"
+        err.print(f"[red]error:[/red] invalid setting {name}: {escape(problem['msg'])}",
+                  highlight=False)  # fmt: skip
+        raise typer.Exit(2) from None
 
 
 async def _awaitable(factory: Callable[[], Awaitable[T]]) -> T:

@@ -14,9 +14,9 @@ from tests.conftest import cli_env
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def mg(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def mg(*args: str, env: dict[str, str], entry: str = "cli") -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "cli", *args],
+        [sys.executable, "-m", entry, *args],
         env=env, cwd=ROOT, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
 
@@ -83,7 +83,7 @@ def test_unknown_strategy(pg_url: str, data_dir: Path, uid: str, tid: str) -> No
 def test_no_model_configured(pg_url: str, data_dir: Path, uid: str, tid: str) -> None:
     """Without an endpoint and without the [local] extra, one line says what to do."""
     env = cli_env(pg_url, data_dir, MNEMOGRAPH_MODEL="gpt-4o-mini")
-    res = mg("chat", "--user", uid, "--thread", tid, "-m", "x", env=env)
+    res = mg("chat", "--user", uid, "--thread", tid, "-m", "x", env=env, entry="tests.no_local")
     assert_one_error_line(res, "no chat model configured", "OPENAI_API_KEY")
 
 

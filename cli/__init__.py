@@ -25,6 +25,7 @@ app.command()(admin.graph)
 app.command()(admin.serve)
 app.command()(admin.prune)
 app.command()(admin.stop)
+app.command()(admin.migrate)
 app.add_typer(users_app, name="users")
 app.add_typer(memories_app, name="memories", help="Long-term memory: add, search, import.")
 

@@ -47,6 +47,20 @@ def graph(
     run(body)
 
 
+def migrate() -> None:
+    """Create or update every table, index and trigger now (starts also do it when behind)."""
+
+    async def body() -> None:
+        from stores.migrations import SCHEMA_VERSION
+        from stores.services import open_services
+
+        async with open_services(with_embeddings=False, with_graph=False, migrate=True):
+            pass
+        out.print(f"schema is at version {SCHEMA_VERSION}")
+
+    run(body)
+
+
 def stop() -> None:
     """Stop the embedded services and local model the CLI keeps warm between calls."""
     from stores.warm import stop_warm

@@ -45,9 +45,8 @@ async def open_graph_store(settings: Settings, stack: AsyncExitStack) -> GraphSt
 async def attach_graph(services: Services, stack: AsyncExitStack) -> None:
     """Set ``services.outbox`` and ``services.graph``; start the outbox replayer."""
     settings: Settings = services.settings
-    if services.pool is not None:
+    if services.pool is not None:  # its table is made with the rest of the schema
         services.outbox = GraphOutbox(services.pool)
-        await services.outbox.setup()
     try:
         graph = await open_graph_store(settings, stack)
     except ServiceUnavailable as exc:

@@ -585,29 +585,24 @@ class MemoryStore:
         self._vector_cache: VectorCache | None = None
 
     # ----------------------------------------------------------------- setup
-    async def setup(self) -> None:
+    async def setup(self, *, create: bool = True) -> None:
         """Create the store table (via LangGraph's own migrations) and the derived index.
 
-        Runs on autocommit connections, outside any transaction, once per process.
+        Runs on autocommit connections, outside any transaction, once per process. With
+        ``create=False`` (the schema is current, see ``stores.migrations``) it runs no DDL
+        and only prepares this process's state.
         """
         from langgraph.store.postgres.aio import AsyncPostgresStore
 
-        await AsyncPostgresStore(conn=self._pool).setup()
+        if create:
+            await AsyncPostgresStore(conn=self._pool).setup()
         async with self._pool.connection() as conn:
             cur = await conn.execute(
                 "SELECT 1 AS ok FROM pg_available_extensions WHERE name = 'vector'"
             )
             available = await cur.fetchone() is not None
-            if available:
-                await conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
-            for ddl in _DDL:
-                await conn.execute(ddl)
-            for sql in _BACKFILL:
-                await conn.execute(sql)
-            if available:
-                for ddl in _vector_ddl(int(self._dims)):
-                    await conn.execute(ddl)
-                await self._migrate_inline_vectors(conn)
+            if create:
+                await self._create_schema(conn, vectors=available)
         self.vector_enabled = available and self._embeddings is not None
         if self.vector_enabled and self.config.vector_cache_rows > 0:
             from stores.vector_cache import VectorCache
@@ -626,6 +621,19 @@ class MemoryStore:
         elif self._embeddings is None:
             log.warning("no embedding model configured: memory search uses full-text only")
         self._ready = True
+
+    async def _create_schema(self, conn: Any, *, vectors: bool) -> None:
+        """The derived tables, triggers and backfills; the vector table where pgvector is."""
+        if vectors:
+            await conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+        for ddl in _DDL:
+            await conn.execute(ddl)
+        for sql in _BACKFILL:
+            await conn.execute(sql)
+        if vectors:
+            for ddl in _vector_ddl(int(self._dims)):
+                await conn.execute(ddl)
+            await self._migrate_inline_vectors(conn)
 
     async def _migrate_inline_vectors(self, conn: Any) -> None:
         """Move vectors of the first release (a ``vector`` column on the index) to their table."""

@@ -324,6 +324,7 @@ async def make_checkpointer(
     *,
     serde: SerializerProtocol | None = None,
     encryption_key: str | None = None,
+    create: bool = True,
 ) -> AsyncPostgresSaver:
     """Build the saver and create its tables; ``setup`` runs on an autocommit connection.
 
@@ -335,17 +336,19 @@ async def make_checkpointer(
         saver = EncryptedPostgresSaver(pool, serde=serde or checkpoint_serde(encryption_key))
     else:
         saver = PooledPostgresSaver(conn=pool, serde=serde)
-    await saver.setup()
+    if create:  # skipped when the schema is current (stores.migrations)
+        await saver.setup()
     return saver
 
 
 async def make_store(
-    pool: AsyncConnectionPool[Any], *, embeddings: Embeddings | None, dims: int
+    pool: AsyncConnectionPool[Any], *, embeddings: Embeddings | None, dims: int, create: bool = True
 ) -> AsyncPostgresStore:
     """Build the LangGraph store; with pgvector and embeddings it indexes items' ``text``."""
     index: Any = None
     if embeddings is not None:
         index = {"dims": dims, "embed": embeddings, "fields": ["text"]}
     store = AsyncPostgresStore(conn=pool, index=index)
-    await store.setup()
+    if create:  # skipped when the schema is current (stores.migrations)
+        await store.setup()
     return store

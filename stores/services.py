@@ -25,6 +25,7 @@ from psycopg.rows import DictRow
 from psycopg_pool import AsyncConnectionPool
 
 from stores.errors import MnemographError
+from stores.migrations import SCHEMA_VERSION, current_version, record_version
 from stores.pg_embedded import start_embedded_postgres
 from stores.postgres import has_pgvector, make_checkpointer, make_store, open_pool
 from stores.settings import Settings, get_settings
@@ -106,10 +107,13 @@ async def open_services(
     with_embeddings: bool = True,
     with_memory: bool = True,
     with_graph: bool = True,
+    migrate: bool = False,
 ) -> AsyncIterator[Services]:
     """Open Postgres (embedded unless ``DATABASE_URL``), set up every table once, and yield.
 
-    ``setup()`` runs here, once per process, on autocommit connections, never inside a
+    Tables are created only when the database's recorded schema version is behind this
+    code's (``stores.migrations``), or with ``migrate``; a start on a current schema runs no
+    DDL. ``setup()`` runs here, once per process, on autocommit connections, never inside a
     transaction and never on the per-turn path.
     """
     settings = settings or get_settings()
@@ -162,41 +166,59 @@ async def open_services(
         async with lock_pool.connection() as setup_conn:
             await setup_conn.execute("SELECT pg_advisory_lock(%s)", (SETUP_LOCK,))
             try:
-                await _setup_stores(services, settings, pool, with_memory=with_memory)
+                create = migrate or await current_version(pool) != SCHEMA_VERSION
+                await _setup_stores(
+                    services, settings, pool, with_memory=with_memory, create=create
+                )
                 if with_graph:
                     from stores.graph_services import attach_graph
 
                     await attach_graph(services, services._stack)
+                if create:
+                    await record_version(pool)
             finally:
                 await setup_conn.execute("SELECT pg_advisory_unlock(%s)", (SETUP_LOCK,))
         yield services
 
 
 async def _setup_stores(
-    services: Services, settings: Settings, pool: AsyncConnectionPool[Any], *, with_memory: bool
+    services: Services,
+    settings: Settings,
+    pool: AsyncConnectionPool[Any],
+    *,
+    with_memory: bool,
+    create: bool,
 ) -> None:
-    """Build the checkpointer, store, registries and memory index, creating their tables."""
+    """Build the checkpointer, store, registries and memory index; with ``create``, make
+    every table first, the memory and outbox tables included even when this process uses
+    neither (the version recorded afterwards promises the whole schema)."""
+    from stores.memory_store import MemoryConfig, MemoryStore
+    from stores.outbox import GraphOutbox
+
     key = settings.checkpoint_key.get_secret_value() if settings.checkpoint_key else None
-    services.checkpointer = await make_checkpointer(pool, encryption_key=key)
+    services.checkpointer = await make_checkpointer(pool, encryption_key=key, create=create)
     services.store = await make_store(
         pool,
         embeddings=services.embeddings if services.pgvector else None,
         dims=settings.embedding_dims,
+        create=create,
     )
     services.threads = ThreadRegistry(pool)
-    await services.threads.setup()
     services.users = UserRegistry(pool)
-    await services.users.setup()
+    memory = MemoryStore(
+        pool,
+        services.embeddings,
+        config=MemoryConfig.from_settings(settings),
+        dims=settings.embedding_dims,
+    )
+    if create:
+        await services.threads.setup()
+        await services.users.setup()
+        await GraphOutbox(pool).setup()
+    if with_memory or create:
+        await memory.setup(create=create)
     if with_memory:  # long-term memory: hybrid recall beside the store's own table
-        from stores.memory_store import MemoryConfig, MemoryStore
-
-        services.memory = MemoryStore(
-            pool,
-            services.embeddings,
-            config=MemoryConfig.from_settings(settings),
-            dims=settings.embedding_dims,
-        )
-        await services.memory.setup()
+        services.memory = memory
 
 
 _default: Services | None = None

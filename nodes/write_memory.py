@@ -56,20 +56,36 @@ class ExtractedMemories(BaseModel):
 
 
 def last_exchange(messages: Sequence[BaseMessage]) -> list[BaseMessage]:
-    """The newest human message and the assistant messages around it (question, reply)."""
+    """The newest human message, after the assistant question it answers if there was one.
+
+    The reply is not shown to the extractor: memories come from the user's words, and on
+    the local model the reply's wording (which changes with every call) made the extracted
+    items change from run to run. The question before stays when it asks something, since
+    it gives a short answer ("Porto") its meaning.
+    """
     for i in range(len(messages) - 1, -1, -1):
         if isinstance(messages[i], HumanMessage):
-            before = [m for m in messages[max(0, i - 1) : i] if isinstance(m, AIMessage)]
-            after = [m for m in messages[i + 1 : i + 2] if isinstance(m, AIMessage)]
-            return [*before, messages[i], *after]
+            before = [
+                m
+                for m in messages[max(0, i - 1) : i]
+                if isinstance(m, AIMessage) and "?" in m.text
+            ]
+            return [*before, messages[i]]
     return []
 
 
 def _render(messages: Sequence[BaseMessage]) -> str:
+    """One line per message; only the user's messages carry an id the model may cite.
+
+    A small model often cited the assistant's question as an item's source, and such items
+    are dropped, so facts the user plainly stated were lost.
+    """
     lines = []
     for m in messages:
-        role = "user" if isinstance(m, HumanMessage) else "assistant"
-        lines.append(f"{m.id or '-'}: {role}: {m.text[:MAX_INPUT_CHARS]}")
+        if isinstance(m, HumanMessage):
+            lines.append(f"{m.id or '-'}: user: {m.text[:MAX_INPUT_CHARS]}")
+        else:
+            lines.append(f"-: assistant: {m.text[:MAX_INPUT_CHARS]}")
     return "\n".join(lines)
 
 

@@ -54,7 +54,10 @@ def one_call(env: dict[str, str], thread: str, text: str) -> dict[str, float]:
     """Run one ``chat -m`` and split its wall time by the CLI's timing marks."""
     t0 = time.time()
     res = subprocess.run(
-        [sys.executable, "-m", "cli", "chat", "--user", "bench", "--thread", thread, "-m", text],
+        [
+            sys.executable, "-m", "mnemograph.cli",
+            "chat", "--user", "bench", "--thread", thread, "-m", text,
+        ],
         env=env, cwd=ROOT, capture_output=True, text=True, timeout=1800,
     )  # fmt: skip
     t_exit = time.time()
@@ -79,7 +82,7 @@ def run(model: str, runs: int) -> dict[str, Any]:
             warm = [one_call(env, f"warm-{i}", "What is a good name for a cat?")
                     for i in range(runs)]  # fmt: skip
         finally:
-            subprocess.run([sys.executable, "-m", "cli", "stop"], env=env, cwd=ROOT,
+            subprocess.run([sys.executable, "-m", "mnemograph.cli", "stop"], env=env, cwd=ROOT,
                            capture_output=True, timeout=300)  # fmt: skip
     return {
         "model": model,

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from graph.builder import PIPELINE
-from stores.postgres import PooledPostgresSaver
+from stores.postgres.savers import PooledPostgresSaver
 
 Timings = defaultdict[str, list[float]]
 

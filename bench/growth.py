@@ -25,11 +25,11 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.common import checkpoint_bytes, pct
-from graph.agent import TurnRunner
 from graph.builder import build_graph
 from graph.context import STRATEGIES
-from stores.fake_llm import EchoChatModel
-from stores.services import Services, open_services
+from mnemograph.runner import TurnRunner
+from mnemograph.services import Services, open_services
+from stores.models.fake_llm import EchoChatModel
 from stores.settings import Settings
 
 TEXT = "Today I talked with my sister about the garden, the new job and our trip plans. "

@@ -6,7 +6,8 @@ Run ``python -m bench.kg_extraction [--model scripted|local|openai] [--data PATH
 Why this exists: the graph is only as good as what ``nodes.extract_knowledge.extract_triples``
 puts into it, and that depends on the model, the prompt, normalization and grounding together.
 This bench runs the *real* ``extract_triples`` on hand-written labelled sentences and compares
-what would be stored (after ``graph.kg.prepare``, exactly as the graph store receives it) with
+what would be stored (after ``stores.knowledge.rules.prepare``, exactly as the graph store
+receives it) with
 the labelled triples.
 
 Data sets (``--data``):
@@ -26,11 +27,12 @@ Models:
   low-confidence triples, misses). It measures the normalization + grounding pipeline
   deterministically, in seconds; it says nothing about how good a real model is.
 * ``local`` starts the packaged offline llama.cpp model (needs the ``local`` extra) through
-  ``stores.llm.build_chat_model``, exactly as the app does (same client, timeouts, retries and
+  ``stores.models.llm.build_chat_model``, exactly as the app does (same client, timeouts,
+  retries and
   sampling: no temperature is set, so the server's default applies), with two threads and the
   model in ``MNEMOGRAPH_BENCH_MODEL_DIR`` (a data dir's ``models`` folder); it is stopped at the
   end. Expect 30-50 s per sentence on two cores.
-* ``openai`` uses the configured endpoint (``stores.llm.build_chat_model``).
+* ``openai`` uses the configured endpoint (``stores.models.llm.build_chat_model``).
 
 Scoring:
 
@@ -67,9 +69,11 @@ from langchain_core.outputs import ChatGeneration, ChatResult, LLMResult
 from rich.console import Console
 from rich.table import Table
 
-from graph.kg import normalize_entity, normalize_object, normalize_predicate, prepare
+from graph.facts import ExtractedTriples, normalize_entity, normalize_object, normalize_predicate
 from graph.render import worth_extracting
+from graph.structured import structured
 from nodes.extract_knowledge import extract_triples
+from stores.knowledge.rules import prepare
 
 DATA = Path(__file__).parent / "data" / "kg_sentences.jsonl"
 """The tuned set: the sentences the extraction prompt was developed against."""
@@ -302,7 +306,8 @@ async def run_one(model: BaseChatModel, sentence: Sentence, recorder: RawOutputR
     recorder.last = []
     started = time.perf_counter()
     try:
-        kept = await extract_triples(model, sentence.text, sentence.question)
+        extractor = structured(model, ExtractedTriples)
+        kept = await extract_triples(extractor, sentence.text, sentence.question)
     except Exception as exc:  # a malformed local-model answer counts as a miss
         kept = []
         out.error = f"{type(exc).__name__}: {str(exc)[:300]}"
@@ -383,18 +388,19 @@ def print_table(model_name: str, stats: dict[str, Any], console: Console) -> Non
 
 
 def build_live_model(name: str, stack: AsyncExitStack) -> BaseChatModel:
-    """The ``local`` or ``openai`` chat model, built by ``stores.llm.build_chat_model`` as the
+    """The ``local`` or ``openai`` chat model, built by ``stores.models.llm.build_chat_model``
+    as the
     app builds it; any server it starts is stopped by ``stack``.
 
     ``local`` forces the offline llama.cpp path (an ``OPENAI_*`` endpoint in the environment
     is ignored) with two threads and the model in ``MNEMOGRAPH_BENCH_MODEL_DIR``; every other
     setting (timeout, retries, port) comes from the environment, as in the app.
     """
-    from stores.llm import build_chat_model
+    from stores.models.llm import build_chat_model
     from stores.settings import Settings, get_settings
 
     if name == "local":
-        from stores.llama_server import local_llm_available
+        from stores.models.llama_server import local_llm_available
 
         if not local_llm_available():
             raise SystemExit("the local model needs the [local] extra (llama_cpp + model parts)")

@@ -14,9 +14,9 @@ import time
 import uuid
 from pathlib import Path
 
-from graph.kg import Triple
-from stores.arcadedb import start_arcadedb
-from stores.graph_store import GraphStore
+from graph.facts import Triple
+from stores.knowledge.arcadedb import start_arcadedb
+from stores.knowledge.bolt import GraphStore
 from stores.settings import get_settings
 
 

@@ -36,7 +36,10 @@ def free_port() -> int:
 
 def start_server(data_dir: Path, port: int, workers: int) -> subprocess.Popen[bytes]:
     env = dict(os.environ, MNEMOGRAPH_DATA_DIR=str(data_dir), MNEMOGRAPH_MODEL="fake")
-    cmd = [sys.executable, "-m", "cli", "serve", "--port", str(port), "--workers", str(workers)]
+    cmd = [
+        sys.executable, "-m", "mnemograph.cli",
+        "serve", "--port", str(port), "--workers", str(workers),
+    ]
     return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
@@ -58,7 +61,7 @@ def create_keys(n: int, data_dir: Path, prefix: str) -> list[str]:
     env = dict(os.environ, MNEMOGRAPH_DATA_DIR=str(data_dir), MNEMOGRAPH_MODEL="fake")
     code = (
         "import asyncio,sys\n"
-        "from stores.services import open_services\n"
+        "from mnemograph.services import open_services\n"
         "async def main():\n"
         "    async with open_services(with_graph=False) as s:\n"
         f"        for i in range({n}):\n"

@@ -41,6 +41,8 @@ CATEGORY = {1: "multi-hop", 2: "temporal", 3: "open-domain", 4: "single-hop"}
 TOKEN_BUDGETS = (256, 512, 1024)
 RANKED_DEPTH = 50
 DATE_FORMAT = "%I:%M %p on %d %B, %Y"
+DIMS = 384
+"""MiniLM's embedding size (both embedders here)."""
 
 
 @dataclass
@@ -268,7 +270,7 @@ class CachedEmbeddings(Embeddings):
 def memories_for(turns: Sequence[Turn], *, window: int = 2) -> list[Any]:
     """One ``NewMemory`` per turn; neighbouring turns of the same session become indexing
     context only (see ``with_neighbour_context``)."""
-    from stores.memory_store import NewMemory, with_neighbour_context
+    from stores.memory.model import NewMemory, with_neighbour_context
 
     items = [
         NewMemory(
@@ -294,7 +296,7 @@ async def synthesize_to(
 ) -> float:
     """Grow ``user_id`` to ``target`` items by cloning other users' items (text, context,
     vectors) under new keys, in two INSERT … SELECT statements; returns seconds taken."""
-    from stores.memory_store import _prefix
+    from stores.memory.model import store_prefix
 
     need = target - current
     if need <= 0:
@@ -311,7 +313,7 @@ async def synthesize_to(
             ORDER BY g, s.key LIMIT %(need)s
             """,
             {
-                "donors": [_prefix(d) for d in donors],
+                "donors": [store_prefix(d) for d in donors],
                 "copies": need // 100 + 1,
                 "need": need,
             },
@@ -324,7 +326,7 @@ async def synthesize_to(
                    now(), now()
             FROM synth y JOIN store s ON s.prefix = y.src_prefix AND s.key = y.src_key
             """,
-            {"p": _prefix(user_id)},
+            {"p": store_prefix(user_id)},
         )
         await conn.execute(
             """
@@ -334,7 +336,7 @@ async def synthesize_to(
             FROM synth y JOIN mnemo_memory_index m
               ON m.prefix = y.src_prefix AND m.key = y.src_key
             """,
-            {"p": _prefix(user_id), "u": user_id},
+            {"p": store_prefix(user_id), "u": user_id},
         )
         await conn.execute(
             """
@@ -343,7 +345,7 @@ async def synthesize_to(
             FROM synth y JOIN mnemo_memory_vectors v
               ON v.prefix = y.src_prefix AND v.key = y.src_key
             """,
-            {"p": _prefix(user_id), "u": user_id},
+            {"p": store_prefix(user_id), "u": user_id},
         )
         await conn.execute("ANALYZE mnemo_memory_index")
         await conn.execute("ANALYZE mnemo_memory_vectors")
@@ -362,10 +364,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     from psycopg_pool import AsyncConnectionPool
     from rich.console import Console
 
-    from stores.embeddings import LocalMiniLM
-    from stores.memory_store import MemoryConfig, MemoryStore, render_memory
-    from stores.pg_embedded import start_embedded_postgres
-    from stores.postgres import open_pool
+    from bench.recall_variants import VariantMemoryStore, split_overrides
+    from stores.memory.model import render_memory
+    from stores.models.embeddings import LocalMiniLM
+    from stores.postgres.embedded import start_embedded_postgres
+    from stores.postgres.migrations import migrate
+    from stores.postgres.savers import has_pgvector, make_checkpointer, make_store, open_pool
 
     console = Console()
     data: list[dict[str, Any]] = args.loaded_data
@@ -378,7 +382,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.embeddings == "local-torch":
         base_embeddings = LocalMiniLM(threads=args.threads)
     else:
-        from stores.minilm_onnx import OnnxMiniLM
+        from stores.models.minilm_onnx import OnnxMiniLM
         from stores.settings import Settings
 
         base_embeddings = OnnxMiniLM(Settings().model_cache_dir, threads=args.threads)
@@ -392,8 +396,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         tmp = tempfile.TemporaryDirectory(prefix="mnemo-locomo-")
         url = start_embedded_postgres(Path(tmp.name) / "pg", keep_running=False).url
     pool: AsyncConnectionPool[Any] = await open_pool(url, max_size=4)
-    config = MemoryConfig(**json.loads(args.config)) if args.config else MemoryConfig()
-    store = MemoryStore(pool, embeddings, config=config)
+    config, variant = split_overrides(json.loads(args.config) if args.config else {})
+    # The whole schema, as a first start makes it: the version `migrate` records promises
+    # LangGraph's tables too, should this database (DATABASE_URL) later serve Mnemograph.
+    pgvector = await has_pgvector(pool)
+    await make_checkpointer(pool)
+    await make_store(pool, embeddings=embeddings if pgvector else None, dims=DIMS)
+    await migrate(pool, dims=DIMS, pgvector=pgvector)
+    store = VariantMemoryStore(pool, embeddings, config=config, variant=variant, dims=DIMS)
     await store.setup()
 
     systems = ("mnemograph", "bm25", "bm25-english", "dense")
@@ -570,7 +580,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--questions", required=True)
     parser.add_argument("--out", default="bench/results/locomo.jsonl")
     parser.add_argument("--window", type=int, default=2, help="neighbour turns as context")
-    parser.add_argument("--config", default=None, help="JSON MemoryConfig overrides (ablations)")
+    parser.add_argument(
+        "--config", default=None,
+        help="JSON overrides of MemoryConfig and of bench.recall_variants.Variant (ablations), "
+        'e.g. \'{"fusion": "rrf", "candidates": 100}\'',
+    )  # fmt: skip
     parser.add_argument("--threads", type=int, default=1, help="embedding threads")
     parser.add_argument(
         "--embeddings", choices=("local", "local-torch"), default="local",

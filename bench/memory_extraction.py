@@ -5,8 +5,8 @@ Run ``python -m bench.memory_extraction [--model scripted|local|openai] [--data 
 
 Why this exists: ``nodes.write_memory`` stores whatever ``extract_memories`` returns after every
 turn, so a bad extractor fills long-term memory with noise (or forgets the user's life). This
-bench runs the *real* ``extract_memories(model, messages)`` on each labelled sentence, with the
-messages built as the node builds them (``last_exchange``: the assistant's question, the user's
+bench runs the *real* ``extract_memories(extractor, messages)`` on each labelled sentence, with the
+messages built as the node builds them (``exchange_messages``: the assistant's question, the user's
 message with an id, the assistant's reply), and scores the items the node would store.
 
 Data: ``bench/data/extraction_heldout.jsonl`` (the held-out set, never used for tuning; see
@@ -67,7 +67,8 @@ from bench.kg_extraction import (
     write_report,
 )
 from graph.render import worth_extracting
-from nodes.write_memory import extract_memories, last_exchange
+from graph.structured import structured
+from nodes.write_memory import ExtractedMemories, exchange_messages, extract_memories
 
 RESULTS = Path(__file__).parent / "results"
 QUESTION_ID, USER_ID, REPLY_ID = "m1", "m2", "m3"
@@ -153,7 +154,7 @@ def messages_for(sentence: MemorySentence) -> list[BaseMessage]:
     history.append(HumanMessage(content=sentence.text, id=USER_ID))
     if sentence.reply:
         history.append(AIMessage(content=sentence.reply, id=REPLY_ID))
-    return last_exchange(history)
+    return exchange_messages(history)
 
 
 class ScriptedMemoryModel(ScriptedExtractionModel):
@@ -213,7 +214,8 @@ async def run_one(
         return out
     started = time.perf_counter()
     try:
-        items = await extract_memories(model, messages_for(sentence))
+        extractor = structured(model, ExtractedMemories)
+        items = await extract_memories(extractor, messages_for(sentence))
     except Exception as exc:  # a malformed local-model answer counts as nothing extracted
         items = []
         out.error = f"{type(exc).__name__}: {str(exc)[:300]}"

@@ -29,10 +29,10 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.common import TimedSaver, Timings, checkpoint_bytes, summarize_ms, timed_pipeline
-from graph.agent import TurnRunner
 from graph.builder import build_graph
-from stores.fake_llm import EchoChatModel
-from stores.services import Services, open_services
+from mnemograph.runner import TurnRunner
+from mnemograph.services import Services, open_services
+from stores.models.fake_llm import EchoChatModel
 from stores.settings import Settings
 
 WARMUP = 10
@@ -56,8 +56,8 @@ def synthetic_memories(n: int, rng: random.Random) -> list[str]:
 
 async def seed(services: Services, user: str, memories: int, triples: int) -> dict[str, float]:
     """Give ``user`` the requested store sizes; returns how long seeding took."""
-    from graph.kg import Triple
-    from stores.memory_store import NewMemory
+    from graph.facts import Triple
+    from stores.memory.model import NewMemory
 
     rng = random.Random(7)
     t0 = time.perf_counter()

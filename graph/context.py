@@ -4,7 +4,7 @@ strategy from one request to the next without migrating any stored state."""
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 Strategy = Literal["buffer", "window", "tokens", "summary", "summary_buffer"]
@@ -56,9 +56,18 @@ class Context:
     the reply is committed (see :func:`after_reply`)."""
 
     services: Any = field(default=None, repr=False, compare=False)
-    """`stores.services.Services` handed in by the host process (CLI, server, tests). Typed
-    loosely so the context stays JSON-schema friendly for LangGraph Studio. When absent,
-    nodes resolve process-wide services lazily, which is what `langgraph dev` relies on."""
+    """The run's ``graph.ports.TurnPorts`` (``mnemograph.services.Services``), handed in by
+    the host process (CLI, server, tests). Typed loosely so the context stays JSON-schema
+    friendly for LangGraph Studio; nodes read it through ``graph.ports.ports_of``. A graph
+    built with ``default_ports`` (``langgraph dev``) fills it when absent."""
+
+
+HOST_FIELDS = frozenset({"user_id", "model", "reply_saved", "services"})
+"""Fields only the host sets: who is talking (from the credential), the deployment's model,
+and the objects of this process. Everything else is a knob a request may set."""
+
+REQUEST_KNOBS: tuple[str, ...] = tuple(f.name for f in fields(Context) if f.name not in HOST_FIELDS)
+"""Per-request settings, derived from :class:`Context` so a new knob needs no other list."""
 
 
 REPLY_WAIT_S = 10.0

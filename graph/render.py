@@ -6,18 +6,34 @@ import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 
 from graph import prompts
-from graph.state import Recalled
+from graph.ports import Recalled
 
 
 def last_human_text(messages: Sequence[BaseMessage]) -> str:
-    """The newest user message: what recall searches with and extraction reads."""
-    for message in reversed(messages):
+    """The newest user message: what recall searches with."""
+    human, _ = last_exchange(messages)
+    return "" if human is None else human.text
+
+
+def last_exchange(messages: Sequence[BaseMessage]) -> tuple[HumanMessage | None, str]:
+    """The newest user message and the assistant question it answers ("" if none).
+
+    Both extractors read exactly this, so they can never see different questions. The
+    assistant message right before counts only if it asks something: "Where do you live?"
+    gives "Berlin" its meaning, while a plain earlier reply is left out, since a small model
+    takes facts from it. The reply after the user's message is never shown: memories and
+    facts come from the user's own words.
+    """
+    for i in range(len(messages) - 1, -1, -1):
+        message = messages[i]
         if isinstance(message, HumanMessage):
-            return message.text
-    return ""
+            before = messages[i - 1] if i > 0 else None
+            asked = before.text if isinstance(before, AIMessage) and "?" in before.text else ""
+            return message, asked
+    return None, ""
 
 
 _PLEASANTRIES = frozenset(

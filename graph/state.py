@@ -10,6 +10,8 @@ from langgraph.channels import DeltaChannel, UntrackedValue
 from langgraph.graph.message import add_messages
 from typing_extensions import TypedDict
 
+from graph.ports import Recalled
+
 
 def fold_messages(current: list[AnyMessage], writes: Sequence[Any]) -> list[AnyMessage]:
     """Apply a batch of message writes in order.
@@ -22,17 +24,6 @@ def fold_messages(current: list[AnyMessage], writes: Sequence[Any]) -> list[AnyM
     for write in writes:
         state = add_messages(state, write)
     return list(state)
-
-
-class Recalled(TypedDict):
-    """One piece of memory recalled for this turn, kept with where it came from."""
-
-    kind: str
-    """'memory' (long-term item) or 'fact' (knowledge-graph relation)."""
-    text: str
-    score: float
-    source: str
-    """Store key or relation id, so the caller can trace a recalled line back."""
 
 
 class InputState(TypedDict):

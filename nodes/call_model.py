@@ -10,17 +10,17 @@ from langchain_openai import ChatOpenAI
 from langgraph.runtime import Runtime
 
 from graph.context import Context
+from graph.ports import ports_of
 from graph.render import system_message
 from graph.short_term import prompt_messages
 from graph.state import AgentState
-from stores.services import services_for
 
 
 async def call_model(state: AgentState, runtime: Runtime[Context]) -> dict[str, Any]:
     """Answer the newest message under the request's short-term strategy."""
     ctx = runtime.context or Context()
-    services = await services_for(runtime)
-    model: BaseChatModel | Runnable[Any, Any] = services.chat_model()
+    ports = ports_of(ctx.services)
+    model: BaseChatModel | Runnable[Any, Any] = ports.chat_model()
     if ctx.model and isinstance(model, ChatOpenAI):
         model = model.bind(model=ctx.model)
     history = prompt_messages(state.get("messages", []), ctx)

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from langgraph.runtime import Runtime
 
 from graph.context import Context
+from graph.ports import FactPort, MemoryPort, QueryVector, Recalled, TurnPorts, ports_of
 from graph.render import last_human_text
-from graph.state import AgentState, Recalled
-from stores.services import Services, services_for
+from graph.state import AgentState
 
 log = logging.getLogger(__name__)
 
@@ -24,72 +24,61 @@ async def load_memory(state: AgentState, runtime: Runtime[Context]) -> dict[str,
     recalled: list[Recalled] = []
     if not text:
         return {"recalled": recalled}
-    services = await services_for(runtime)
-    recallers = _recallers(services)
+    ports = ports_of(ctx.services)
+    recalls = _recalls(ports, ctx, text)
+    if not recalls:
+        return {"recalled": recalled}
     # Both recalls compare the message with vectors of the same embedder: embed it once.
-    embedder = services.embeddings
+    embedder = ports.embeddings
     vector = (
         asyncio.ensure_future(embedder.aembed_query(" ".join(text.split())))
-        if embedder is not None and recallers
+        if embedder is not None
         else None
     )
     # Memory and graph recall are independent round trips: run them side by side.
     try:
         results = await asyncio.gather(
-            *(recall(services, ctx, text, vector) for recall in recallers),
-            return_exceptions=True,
+            *(recall(vector) for _, recall in recalls), return_exceptions=True
         )
     finally:
         if vector is not None and not vector.done():
             vector.cancel()
         elif vector is not None and not vector.cancelled():
             vector.exception()  # retrieved, so a failed embedding is not logged as unawaited
-    for recall, result in zip(recallers, results, strict=True):
+    for (name, _), result in zip(recalls, results, strict=True):
         if isinstance(result, BaseException):  # a broken store must not break chat
-            log.error("recall failed in %s: %r", recall.__name__, result)
+            log.error("recall failed in %s: %r", name, result)
         else:
             recalled.extend(result)
     return {"recalled": recalled}
 
 
-def _recallers(services: Services) -> list[Any]:
-    """The recall sources that are configured for this process."""
-    sources: list[Any] = []
-    if services.memory is not None:
-        sources.append(_recall_memories)
-    if services.graph is not None:
-        sources.append(_recall_facts)
+Recall = Callable[[QueryVector | None], Awaitable[list[Recalled]]]
+
+
+def _recalls(ports: TurnPorts, ctx: Context, text: str) -> list[tuple[str, Recall]]:
+    """The recall sources configured for this process, bound to this turn's request."""
+    sources: list[tuple[str, Recall]] = []
+    memory: MemoryPort | None = ports.memory
+    if memory is not None:
+        sources.append(
+            (
+                "memory",
+                lambda vector: memory.recall(
+                    ctx.user_id, text, k=ctx.recall_k, token_budget=ctx.recall_tokens,
+                    query_vector=vector,
+                ),
+            )
+        )
+    facts: FactPort | None = ports.facts
+    if facts is not None:
+        sources.append(
+            (
+                "facts",
+                lambda vector: facts.recall(
+                    ctx.user_id, text, hops=ctx.kg_hops, token_budget=ctx.kg_tokens,
+                    query_vector=vector,
+                ),
+            )
+        )
     return sources
-
-
-async def _recall_memories(
-    services: Services, ctx: Context, text: str, vector: Awaitable[Any] | None
-) -> list[Recalled]:
-    from stores.memory_store import recall_memories
-
-    items: list[Any] = await recall_memories(
-        services.memory,
-        ctx.user_id,
-        text,
-        k=ctx.recall_k,
-        token_budget=ctx.recall_tokens,
-        query_vector=vector,
-    )
-    return items
-
-
-async def _recall_facts(
-    services: Services, ctx: Context, text: str, vector: Awaitable[Any] | None
-) -> list[Recalled]:
-    from graph.kg_recall import recall_facts
-
-    facts: list[Any] = await recall_facts(
-        services.graph,
-        services.embeddings,
-        ctx.user_id,
-        text,
-        hops=ctx.kg_hops,
-        token_budget=ctx.kg_tokens,
-        query_vector=vector,
-    )
-    return facts

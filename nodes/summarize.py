@@ -9,10 +9,10 @@ from langgraph.runtime import Runtime
 
 from graph import prompts
 from graph.context import Context, after_reply
+from graph.ports import ports_of
 from graph.render import transcript
 from graph.short_term import messages_to_fold
 from graph.state import AgentState
-from stores.services import services_for
 
 
 async def summarize(state: AgentState, runtime: Runtime[Context]) -> dict[str, Any]:
@@ -26,7 +26,7 @@ async def summarize(state: AgentState, runtime: Runtime[Context]) -> dict[str, A
     if not fold:
         return {}
     await after_reply(ctx)
-    services = await services_for(runtime)
+    ports = ports_of(ctx.services)
     request = [
         SystemMessage(content=prompts.SUMMARIZE_SYSTEM.format(max_words=250)),
         HumanMessage(
@@ -35,7 +35,7 @@ async def summarize(state: AgentState, runtime: Runtime[Context]) -> dict[str, A
             )
         ),
     ]
-    result = await services.chat_model().ainvoke(request)
+    result = await ports.chat_model().ainvoke(request)
     return {
         "summary": result.text.strip(),
         "messages": [RemoveMessage(id=m.id) for m in fold if m.id is not None],

@@ -14,14 +14,15 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
+from langchain_core.runnables import Runnable
 from langgraph.runtime import Runtime
 from pydantic import BaseModel, Field
 
 from graph import prompts
 from graph.context import Context, after_reply
-from graph.render import worth_extracting
+from graph.ports import ports_of
+from graph.render import last_exchange, worth_extracting
 from graph.state import AgentState
 
 log = logging.getLogger(__name__)
@@ -55,23 +56,13 @@ class ExtractedMemories(BaseModel):
     items: list[ExtractedMemory] = Field(default_factory=list)
 
 
-def last_exchange(messages: Sequence[BaseMessage]) -> list[BaseMessage]:
-    """The newest human message, after the assistant question it answers if there was one.
-
-    The reply is not shown to the extractor: memories come from the user's words, and on
-    the local model the reply's wording (which changes with every call) made the extracted
-    items change from run to run. The question before stays when it asks something, since
-    it gives a short answer ("Porto") its meaning.
-    """
-    for i in range(len(messages) - 1, -1, -1):
-        if isinstance(messages[i], HumanMessage):
-            before = [
-                m
-                for m in messages[max(0, i - 1) : i]
-                if isinstance(m, AIMessage) and "?" in m.text
-            ]
-            return [*before, messages[i]]
-    return []
+def exchange_messages(messages: Sequence[BaseMessage]) -> list[BaseMessage]:
+    """The messages the extractor sees: the assistant's question (if it asked one), then the
+    newest user message (``graph.render.last_exchange``)."""
+    human, question = last_exchange(messages)
+    if human is None:
+        return []
+    return [AIMessage(content=question), human] if question else [human]
 
 
 def _render(messages: Sequence[BaseMessage]) -> str:
@@ -90,21 +81,19 @@ def _render(messages: Sequence[BaseMessage]) -> str:
 
 
 async def extract_memories(
-    model: BaseChatModel, messages: Sequence[BaseMessage]
+    extractor: Runnable[Any, Any], messages: Sequence[BaseMessage]
 ) -> list[ExtractedMemory]:
     """Ask the model for items; keep those that cite (or default to) the user's message.
 
-    ``method="function_calling"`` because llama.cpp's server rejects ``json_schema``.
+    ``extractor`` is the chat model bound to :class:`ExtractedMemories`
+    (``TurnPorts.structured``, or ``graph.structured.structured`` outside a turn).
     """
     human_ids = {m.id for m in messages if isinstance(m, HumanMessage) and m.id}
     prompt = [
         SystemMessage(content=prompts.EXTRACT_MEMORIES_SYSTEM),
         HumanMessage(content=prompts.EXTRACT_MEMORIES_INPUT.format(messages=_render(messages))),
     ]
-    from stores.llm import structured as structured_output
-
-    structured = structured_output(model, ExtractedMemories)
-    result = await structured.ainvoke(prompt)
+    result = await extractor.ainvoke(prompt)
     if result is None:
         return []
     parsed = (
@@ -130,21 +119,18 @@ async def write_memory(state: AgentState, runtime: Runtime[Context]) -> dict[str
 
     Writes no graph state; every failure is logged and the turn goes on.
     """
-    from stores.services import services_for
-
     try:
         ctx = runtime.context or Context()
         await after_reply(ctx)
-        exchange = last_exchange(state.get("messages", []))
-        said = [m.text for m in exchange if isinstance(m, HumanMessage)]
-        if not said or not worth_extracting(said[-1]):
+        exchange = exchange_messages(state.get("messages", []))
+        if not exchange or not worth_extracting(exchange[-1].text):
             return {}
-        services = await services_for(runtime)
-        memory = services.memory
+        ports = ports_of(ctx.services)
+        memory = ports.memory
         if memory is None:
             return {}
-        items = await extract_memories(services.chat_model(), exchange)
-        redact = services.redact
+        items = await extract_memories(ports.structured(ExtractedMemories), exchange)
+        redact = ports.redact
         said_at = datetime.now(UTC)
         for item in items:
             await memory.add(

@@ -9,9 +9,6 @@ numbers (years, prices, order ids) survive.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-
-Redactor = Callable[[str], str]
 
 _EMAIL = re.compile(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}\b")
 _SSN = re.compile(r"\b(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}\b")

@@ -12,8 +12,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from stores.pg_embedded import start_embedded_postgres
-from stores.services import Services, open_services
+from mnemograph.services import Services, open_services
+from stores.postgres.embedded import start_embedded_postgres
 from stores.settings import Settings
 
 pytest_plugins = ["tests.fixtures_graph", "tests.fixtures_memory"]  # issue 4: memory fixtures
@@ -77,7 +77,7 @@ def _reset_chat_model(request: pytest.FixtureRequest) -> Iterator[None]:
     so no test inherits another's, e.g. a stub whose HTTP server is already gone."""
     yield
     if "services" in request.fixturenames:
-        from stores.fake_llm import EchoChatModel
+        from stores.models.fake_llm import EchoChatModel
 
         request.getfixturevalue("services").set_chat_model(EchoChatModel())
 

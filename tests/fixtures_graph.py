@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 
-from stores.arcadedb import EmbeddedGraphServer, free_port, start_arcadedb
-from stores.graph_store import GraphStore
-from stores.outbox import TABLE, GraphOutbox
-from stores.postgres import open_pool
+from stores.knowledge.arcadedb import EmbeddedGraphServer, free_port, start_arcadedb
+from stores.knowledge.bolt import GraphStore
+from stores.knowledge.outbox import TABLE, GraphOutbox
+from stores.postgres.savers import open_pool
 
 
 @pytest.fixture(scope="session")

@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import itertools
 import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.embeddings import Embeddings
-from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, BaseMessage
-from langchain_core.outputs import ChatGeneration, ChatResult
-from pydantic import Field
+from langchain_core.messages import BaseMessage
+
+from tests.fakes import ScriptedChatModel
 
 Script = Callable[[str], list[dict[str, Any]]]
-_ids = itertools.count()
 
 
 def user_block(messages: Sequence[BaseMessage]) -> str:
@@ -24,45 +20,16 @@ def user_block(messages: Sequence[BaseMessage]) -> str:
     return found.group(1) if found else ""
 
 
-class ScriptedToolModel(BaseChatModel):
-    """Answers tool-bound calls with an ``ExtractedTriples`` tool call from ``script``, and
-    plain calls with a text reply. Every reply is a fresh message with its own id; every
-    prompt is recorded."""
-
-    script: Script
-    fail_extraction: bool = False
-    prompts: list[list[BaseMessage]] = Field(default_factory=list)
-
-    @property
-    def _llm_type(self) -> str:
-        return "scripted-tool-model"
-
-    def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> Any:
-        return self.bind(tools=list(tools), **kwargs)
-
-    def _generate(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: CallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> ChatResult:
-        self.prompts.append(list(messages))
-        n = next(_ids)
-        if "tools" in kwargs:
-            if self.fail_extraction:
-                raise RuntimeError("model crashed")
-            triples = self.script(user_block(messages))
-            reply = AIMessage(
-                content="",
-                id=f"tool-{n}",
-                tool_calls=[
-                    {"name": "ExtractedTriples", "args": {"triples": triples}, "id": f"call-{n}"}
-                ],
-            )
-        else:
-            reply = AIMessage(content=f"noted ({n})", id=f"reply-{n}")
-        return ChatResult(generations=[ChatGeneration(message=reply)])
+def triple_model(script: Script, *, fail: bool = False) -> ScriptedChatModel:
+    """The scripted model answering knowledge extraction (``ExtractedTriples``) with
+    ``script(<user> block of the prompt)``; with ``fail`` that call raises instead. Chat
+    calls echo; every prompt is recorded in ``calls``."""
+    answer: Any = (
+        RuntimeError("model crashed")
+        if fail
+        else (lambda messages: {"triples": script(user_block(messages))})
+    )
+    return ScriptedChatModel(tool_replies={"ExtractedTriples": answer})
 
 
 def rule_script(text: str) -> list[dict[str, Any]]:

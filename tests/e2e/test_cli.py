@@ -14,7 +14,9 @@ from tests.conftest import cli_env
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def mg(*args: str, env: dict[str, str], entry: str = "cli") -> subprocess.CompletedProcess[str]:
+def mg(
+    *args: str, env: dict[str, str], entry: str = "mnemograph.cli"
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", entry, *args],
         env=env, cwd=ROOT, capture_output=True, text=True, timeout=120,

@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def mg(*args: str, env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "cli", *args],
+        [sys.executable, "-m", "mnemograph.cli", *args],
         env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout,
     )  # fmt: skip
 

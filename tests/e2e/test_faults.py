@@ -15,8 +15,8 @@ import httpx
 import psycopg
 import pytest
 
-from graph.agent import TurnRunner
-from stores.services import Services
+from mnemograph.runner import TurnRunner
+from mnemograph.services import Services
 from tests.conftest import cli_env
 from tests.openai_stub import openai_stub
 
@@ -31,7 +31,7 @@ def _free_port() -> int:
 
 def _serve(env: dict[str, str], port: int, hang: list[str] | None = None) -> Any:
     """``mnemograph serve``; with ``hang`` (stage, folder) through ``tests.hang``."""
-    entry = ["tests.hang", *hang] if hang else ["cli"]
+    entry = ["tests.hang", *hang] if hang else ["mnemograph.cli"]
     proc = subprocess.Popen(
         [sys.executable, "-m", *entry, "serve", "--port", str(port)],
         env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -77,7 +77,10 @@ def test_sigkill_mid_turn_loses_no_acknowledged_turn(
     # A tiny summary budget makes the summarizer run on the second turn.
     thread = f"kill-{stage}-{tmp_path.name[-8:]}"
     user = subprocess.run(
-        [sys.executable, "-m", "cli", "users", "create", f"k{stage}{tmp_path.name[-8:]}"],
+        [
+            sys.executable, "-m", "mnemograph.cli",
+            "users", "create", f"k{stage}{tmp_path.name[-8:]}",
+        ],
         env=base, cwd=ROOT, capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
     key = next(line.split(": ", 1)[1] for line in user.splitlines() if line.startswith("api_key"))
@@ -139,7 +142,7 @@ async def test_model_failure_before_reply_leaves_no_half_turn(
     services: Services, uid: str, tid: str
 ) -> None:
     """The model times out: the caller gets an error and the thread is as it was before."""
-    from stores.llm import build_chat_model
+    from stores.models.llm import build_chat_model
     from stores.settings import Settings
 
     runner = TurnRunner(services)

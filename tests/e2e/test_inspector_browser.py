@@ -8,55 +8,28 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
-from langchain_core.callbacks import CallbackManagerForLLMRun
-from langchain_core.messages import AIMessageChunk, BaseMessage
-from langchain_core.outputs import ChatGenerationChunk
 
+from mnemograph.services import Services
+from mnemograph.web.inspector import mount_inspector
 from server import create_app
-from stores.fake_llm import EchoChatModel
-from stores.services import Services
-from stores.users import UserRegistry
+from stores.models.fake_llm import EchoChatModel
+from stores.postgres.users import UserRegistry
 from tests.cdp import Page, open_browser
-from web import mount_inspector
+from tests.fakes import ScriptedChatModel
 
 PAGE_STATE = (
     "JSON.stringify({status: document.getElementById('status').textContent,"
     " messages: [...document.querySelectorAll('#messages .msg')].map(m => m.textContent)})"
 )
-
-
-class StreamingEcho(EchoChatModel):
-    """The echo model, streamed a word at a time, so the page has real token events to show.
-
-    Tool calls (knowledge extraction) stay unstreamed: only the reply is streamed to users.
-    """
-
-    disable_streaming: Any = "tool_calling"
-
-    def _stream(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: CallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> Iterator[ChatGenerationChunk]:
-        reply = self._generate(messages, stop=stop, **kwargs).generations[0].message
-        for piece in re.findall(r"\S+\s*", reply.text):
-            chunk = ChatGenerationChunk(message=AIMessageChunk(content=piece, id=reply.id))
-            if run_manager is not None:
-                run_manager.on_llm_new_token(piece, chunk=chunk)
-            yield chunk
 
 
 @asynccontextmanager
@@ -130,7 +103,7 @@ async def test_inspector_chat_stream_memories_and_graph(services: Services, tmp_
     user, key = await users.create(f"inspector-{uuid.uuid4().hex[:8]}")
     memory_id = await seed(services, user.user_id)
     previous_model = services._chat_model
-    services.set_chat_model(StreamingEcho())
+    services.set_chat_model(ScriptedChatModel())  # the echo, streamed a word at a time
     message = "Hello inspector, I moved to Paris"
     try:
         async with serve(inspector_app(services)) as base:

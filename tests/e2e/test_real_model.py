@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from stores.llama_server import local_llm_available
+from stores.models.llama_server import local_llm_available
 from tests.conftest import REPORT
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -93,7 +93,7 @@ def user_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str
     }
     env.update(MNEMOGRAPH_DATA_DIR=str(data / ".mnemograph"), MNEMOGRAPH_KEEP_WARM_S="900")
     yield env
-    subprocess.run([sys.executable, "-m", "cli", "stop"], env=env, cwd=ROOT, timeout=120)
+    subprocess.run([sys.executable, "-m", "mnemograph.cli", "stop"], env=env, cwd=ROOT, timeout=120)
 
 
 @dataclass
@@ -107,7 +107,7 @@ class Cli:
         """One command; a non-zero exit fails the test with the end of its stderr."""
         t0 = time.monotonic()
         res = subprocess.run(
-            [sys.executable, "-m", "cli", *args],
+            [sys.executable, "-m", "mnemograph.cli", *args],
             env=self.env, cwd=ROOT, capture_output=True, text=True, timeout=timeout,
         )  # fmt: skip
         assert res.returncode == 0, f"mnemograph {' '.join(args)} failed:\n{res.stderr[-2000:]}"

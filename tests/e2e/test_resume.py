@@ -13,7 +13,7 @@ from pathlib import Path
 
 from tests.conftest import cli_env
 
-CLI = [sys.executable, "-m", "cli"]
+CLI = [sys.executable, "-m", "mnemograph.cli"]
 ROOT = Path(__file__).resolve().parents[2]
 
 

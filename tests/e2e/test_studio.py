@@ -2,8 +2,9 @@
 and two turns on one thread through its API keep both exchanges.
 
 The server runs offline with the fake model and no backing services: the module-level graph
-falls back to ``stores.services.default_services`` and the platform's own checkpointer and
-store, which is exactly what a developer gets from ``langgraph dev`` in a fresh clone.
+falls back to the lazily built services of ``mnemograph.studio`` and the platform's own
+checkpointer and store, which is exactly what a developer gets from ``langgraph dev`` in a
+fresh clone.
 """
 
 from __future__ import annotations

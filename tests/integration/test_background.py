@@ -4,38 +4,29 @@ from __future__ import annotations
 
 import asyncio
 import re
-import uuid
-from typing import Any, ClassVar
+from typing import Any
 
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
-from langchain_core.outputs import ChatGeneration, ChatResult
+from langchain_core.messages import BaseMessage, HumanMessage
 
-from graph.agent import TurnRunner
 from graph.context import Context
-from stores.fake_llm import EchoChatModel
-from stores.services import Services
+from mnemograph.runner import TurnRunner
+from mnemograph.services import Services
+from stores.models.fake_llm import EchoChatModel
+from tests.fakes import ScriptedChatModel
 
 
-class GatedMemoryModel(EchoChatModel):
+def gated_memory_model(gate: asyncio.Event) -> ScriptedChatModel:
     """Echo replies; memory extraction answers one item, but only once the gate opens."""
 
-    gate: Any = None  # asyncio.Event
+    async def one_item(messages: list[BaseMessage]) -> dict[str, Any]:
+        await gate.wait()
+        prompt = next(m for m in reversed(messages) if isinstance(m, HumanMessage)).text
+        said = re.search(r": user: (.*)", prompt)
+        assert said is not None, prompt
+        item = {"type": "fact", "text": "User " + said.group(1).strip(), "importance": 0.8}
+        return {"items": [item]}
 
-    async def _agenerate(
-        self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kw: Any
-    ) -> ChatResult:
-        tools = kw.get("tools") or []
-        name = tools[0]["function"]["name"] if tools else ""
-        if name == "ExtractedMemories":
-            await self.gate.wait()
-            prompt = next(m for m in reversed(messages) if isinstance(m, HumanMessage)).text
-            said = re.search(r": user: (.*)", prompt)
-            assert said is not None, prompt
-            item = {"type": "fact", "text": "User " + said.group(1).strip(), "importance": 0.8}
-            call = {"name": name, "args": {"items": [item]}, "id": f"c-{uuid.uuid4().hex}"}
-            message = AIMessage(content="", id=f"m-{uuid.uuid4().hex}", tool_calls=[call])
-            return ChatResult(generations=[ChatGeneration(message=message)])
-        return self._generate(messages, stop=stop, **kw)
+    return ScriptedChatModel(tool_replies={"ExtractedMemories": one_item})
 
 
 async def die_after_reply(
@@ -58,7 +49,7 @@ async def die_after_reply(
 
 async def test_reply_returns_before_memory_work(services: Services, uid: str, tid: str) -> None:
     gate = asyncio.Event()
-    services.set_chat_model(GatedMemoryModel(gate=gate))
+    services.set_chat_model(gated_memory_model(gate))
     runner = TurnRunner(services)
     try:
         result = await asyncio.wait_for(
@@ -86,7 +77,7 @@ async def test_unfinished_run_is_completed_after_a_crash(
     """A process that died after the reply left the run mid-graph; recovery finishes it."""
     gate = asyncio.Event()
     gate.set()
-    services.set_chat_model(GatedMemoryModel(gate=gate))
+    services.set_chat_model(gated_memory_model(gate))
     runner = TurnRunner(services)
     assert services.threads is not None
     await services.threads.claim(uid, tid)
@@ -111,7 +102,7 @@ async def test_unfinished_run_is_completed_after_a_crash(
 async def test_next_turn_completes_owed_work_first(services: Services, uid: str, tid: str) -> None:
     gate = asyncio.Event()
     gate.set()
-    services.set_chat_model(GatedMemoryModel(gate=gate))
+    services.set_chat_model(gated_memory_model(gate))
     runner = TurnRunner(services)
     assert services.threads is not None
     await services.threads.claim(uid, tid)
@@ -136,7 +127,7 @@ async def test_reply_waits_for_its_checkpoint_to_commit(
     work may already be running when the reply's checkpoint is still in flight. The caller
     must not get the reply before that checkpoint is committed."""
     from graph.builder import build_graph
-    from stores.postgres import PooledPostgresSaver
+    from stores.postgres.savers import PooledPostgresSaver
 
     gate = asyncio.Event()
     held: list[str] = []
@@ -148,14 +139,7 @@ async def test_reply_waits_for_its_checkpoint_to_commit(
                 await gate.wait()
             return await super().aput(config, checkpoint, metadata, versions)
 
-    class ToolCallLog(EchoChatModel):
-        asked: ClassVar[list[str]] = []
-
-        async def _agenerate(self, messages: Any, stop: Any = None, **kw: Any) -> ChatResult:
-            self.asked.extend(t["function"]["name"] for t in kw.get("tools") or [])
-            return self._generate(messages, stop=stop, **kw)
-
-    model = ToolCallLog()
+    model = ScriptedChatModel()  # its ``asked`` lists the tool calls made
     services.set_chat_model(model)
     assert services.pool is not None
     saver = SlowReplySaver(conn=services.pool)

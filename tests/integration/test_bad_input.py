@@ -15,10 +15,12 @@ from fastapi import FastAPI
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 
-from graph.agent import MAX_MESSAGE_CHARS
-from server import MAX_BODY_BYTES, RateLimiter, create_app
-from stores.fake_llm import EchoChatModel
-from stores.services import Services
+from mnemograph.services import Services
+from mnemograph.validation import MAX_MESSAGE_CHARS
+from mnemograph.web.deps import RateLimiter
+from mnemograph.web.middleware import MAX_BODY_BYTES
+from server import create_app
+from stores.models.fake_llm import EchoChatModel
 
 FUZZ_EXAMPLES_PER_OPERATION = 25
 

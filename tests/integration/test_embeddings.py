@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from langchain_core.embeddings import Embeddings
 
-from stores import minilm_onnx
-from stores.embeddings import LocalMiniLM
+from stores.models import minilm_onnx
+from stores.models.embeddings import LocalMiniLM
 
 SENTENCES = [
     "I adopted a rescue dog named Biscuit last spring.",

@@ -18,15 +18,15 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from graph.agent import TurnRunner
 from graph.builder import build_graph
-from stores.arcadedb import free_port
-from stores.services import Services, open_services
+from mnemograph.runner import TurnRunner
+from mnemograph.services import Services, open_services
+from stores.knowledge.arcadedb import free_port
 from stores.settings import Settings
 from tests.conftest import cli_env
 
 ROOT = Path(__file__).resolve().parents[2]
-CLI = [sys.executable, "-m", "cli"]
+CLI = [sys.executable, "-m", "mnemograph.cli"]
 SECRET_WORDS = ("quetzalcoatl", "xylophonist")
 SUMMARY_KNOBS = {"strategy": "summary_buffer", "summary_trigger_tokens": 60, "buffer_tokens": 30}
 
@@ -204,16 +204,19 @@ def test_secrets_never_reach_logs_or_output(pg_url: str, data_dir: Path, tmp_pat
 
 
 async def test_pii_never_reaches_memory_or_graph(services: Services, uid: str) -> None:
-    from tests.integration.test_isolation import ScribeModel, memories_and_facts
+    from tests.fakes import ScriptedChatModel, extraction_replies
+    from tests.integration.test_isolation import memories_and_facts
 
     email, card = "zed.pii@example.org", "4111 1111 1111 1111"
     text = f"My email is {email} and my card is {card}"
     assert services.memory is not None and services.graph is not None
     assert services.redact is not None  # on by default
     for redact, user in ((services.redact, uid), (None, uid + "x")):
-        model = ScribeModel(
-            memories=[{"type": "fact", "text": f"The user said: {text}", "importance": 0.5}],
-            triples=[{"subject": "I", "predicate": "has_email", "object": email}],
+        model = ScriptedChatModel(
+            tool_replies=extraction_replies(
+                memories=[{"type": "fact", "text": f"The user said: {text}", "importance": 0.5}],
+                triples=[{"subject": "I", "predicate": "has_email", "object": email}],
+            )
         )
         svc = dataclasses.replace(services, redact=redact, _chat_model=model)
         runner = TurnRunner(svc)

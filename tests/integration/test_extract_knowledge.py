@@ -3,7 +3,6 @@ extraction -> graph -> recall across two threads of one user."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from typing import Any
 
@@ -14,24 +13,27 @@ from langgraph.runtime import Runtime
 
 from graph.builder import build_graph
 from graph.context import Context
-from graph.kg import (
+from graph.facts import (
     SINGLE_VALUED,
     USER_ENTITY,
+    ExtractedTriples,
     Triple,
-    format_facts,
     normalize_entity,
     normalize_predicate,
-    prepare,
 )
-from graph.kg_recall import mentioned_entities, recall_facts
+from graph.structured import structured
+from mnemograph.services import Services
 from nodes.call_model import call_model
 from nodes.extract_knowledge import extract_knowledge, extract_triples
 from nodes.load_memory import load_memory
-from stores.graph_store import GraphStore
-from stores.outbox import GraphOutbox
-from stores.services import Services
+from stores.knowledge.bolt import GraphStore
+from stores.knowledge.facts import KnowledgeGraph
+from stores.knowledge.mentions import mentioned_entities
+from stores.knowledge.outbox import GraphOutbox
+from stores.knowledge.recall import FactRecall
+from stores.knowledge.rules import format_facts, prepare
 from stores.settings import Settings
-from tests.kg_fakes import KeywordEmbeddings, ScriptedToolModel, rule_script
+from tests.kg_fakes import KeywordEmbeddings, rule_script, triple_model
 
 
 def spo(facts: Any) -> set[tuple[str, str, str]]:
@@ -40,11 +42,22 @@ def spo(facts: Any) -> set[tuple[str, str, str]]:
 
 def make_services(graph: Any, outbox: Any, model: Any, **extra: Any) -> Services:
     services = Services(settings=Settings(model="fake"))
-    services.graph, services.outbox = graph, outbox
     services.set_chat_model(model)
     for key, value in extra.items():
         setattr(services, key, value)
+    services.facts = KnowledgeGraph(graph, outbox, services.embeddings)
     return services
+
+
+async def recall_facts(
+    graph: GraphStore, embeddings: Any, user: str, text: str, **kw: Any
+) -> list[Any]:
+    """One recall on fresh caches."""
+    return await FactRecall(graph, embeddings).recall(user, text, **kw)
+
+
+def extractor(model: Any) -> Any:
+    return structured(model, ExtractedTriples)
 
 
 def runtime(user: str, services: Services) -> Runtime[Context]:
@@ -117,10 +130,10 @@ async def test_extract_keeps_only_grounded_confident_user_facts() -> None:
             {"subject": "I", "predicate": "works at", "object": "Acme", "confidence": 0.2},
         ]
 
-    model = ScriptedToolModel(script=script)
-    triples = await extract_triples(model, "I live in Berlin and work at Acme, I think.")
+    model = triple_model(script)
+    triples = await extract_triples(extractor(model), "I live in Berlin and work at Acme, I think.")
     assert [(t.subject, t.predicate, t.object) for t in triples] == [("I", "lives in", "Berlin")]
-    prompt = model.prompts[-1]
+    prompt = model.calls[-1]
     assert "<user>\nI live in Berlin" in str(prompt[-1].content)
 
 
@@ -135,14 +148,14 @@ async def test_extract_applies_the_redaction_hook() -> None:
         return text.replace("bob@example.com", "[EMAIL]")
 
     triples = await extract_triples(
-        ScriptedToolModel(script=script), "my email is bob@example.com", redact=redact
+        extractor(triple_model(script)), "my email is bob@example.com", redact=redact
     )
     assert [t.object for t in triples] == ["[EMAIL]"]
     assert "my email is bob@example.com" in seen
 
 
 async def test_node_writes_to_graph_with_provenance(graph_store: GraphStore, kg_user: str) -> None:
-    services = make_services(graph_store, None, ScriptedToolModel(script=rule_script))
+    services = make_services(graph_store, None, triple_model(rule_script))
     human = HumanMessage(content="I live in Oslo and I like skiing", id="h-1")
     state: Any = {"messages": [human, AIMessage(content="Cool", id="a-1")]}
     assert await extract_knowledge(state, runtime(kg_user, services)) == {}
@@ -155,7 +168,7 @@ async def test_node_never_raises(
     dead_graph_store: GraphStore, graph_store: GraphStore, outbox: GraphOutbox, kg_user: str
 ) -> None:
     state: Any = {"messages": [HumanMessage(content="I live in Rome", id="h"), AIMessage("ok")]}
-    broken = ScriptedToolModel(script=rule_script, fail_extraction=True)
+    broken = triple_model(rule_script, fail=True)
     assert (
         await extract_knowledge(state, runtime(kg_user, make_services(graph_store, outbox, broken)))
         == {}
@@ -163,24 +176,24 @@ async def test_node_never_raises(
     assert await graph_store.current_facts(kg_user) == []
 
     # Graph down: the triples are queued, the turn goes on.
-    services = make_services(dead_graph_store, outbox, ScriptedToolModel(script=rule_script))
+    services = make_services(dead_graph_store, outbox, triple_model(rule_script))
     assert await extract_knowledge(state, runtime(kg_user, services)) == {}
     assert await outbox.count(kg_user) == 1
     # Graph down and no outbox: logged and dropped, still no exception.
-    services = make_services(dead_graph_store, None, ScriptedToolModel(script=rule_script))
+    services = make_services(dead_graph_store, None, triple_model(rule_script))
     assert await extract_knowledge(state, runtime(kg_user, services)) == {}
     # Nothing worth extracting: the model is not called at all.
-    quiet = ScriptedToolModel(script=rule_script)
+    quiet = triple_model(rule_script)
     small_talk: Any = {"messages": [HumanMessage(content="thanks!"), AIMessage("you're welcome")]}
     await extract_knowledge(small_talk, runtime(kg_user, make_services(graph_store, outbox, quiet)))
-    assert quiet.prompts == []
+    assert quiet.calls == []
 
 
 # --- the whole loop ------------------------------------------------------------------------
 async def test_extraction_storage_recall_across_two_threads(
     graph_store: GraphStore, kg_user: str
 ) -> None:
-    model = ScriptedToolModel(script=rule_script)
+    model = triple_model(rule_script)
     services = make_services(graph_store, None, model)
     graph = build_graph(
         InMemorySaver(),
@@ -206,9 +219,9 @@ async def test_extraction_storage_recall_across_two_threads(
     assert ("user", "lives_in", "paris") not in spo(facts)
     assert {f["source_thread"] for f in facts} == {"thread-1"}
 
-    model.prompts.clear()
+    model.calls.clear()
     await say("thread-2", "Any tips for where I live?")
-    chat_prompt = next(p for p in model.prompts if "Known facts" in str(p[0].content))
+    chat_prompt = next(p for p in model.calls if "Known facts" in str(p[0].content))
     system = str(chat_prompt[0].content)
     assert "user lives_in Berlin" in system
     assert "Paris" not in system  # the invalidated fact is never recalled
@@ -257,13 +270,11 @@ def test_mention_index_agrees_with_scanning_every_name() -> None:
     """The span index must find exactly what testing each name against the message finds."""
     import random
 
-    from graph.kg_recall import _cached_entity_key, _message_key
+    from stores.knowledge.mentions import entity_key, message_key
 
     def scan(text: str, names: list[str]) -> list[str]:
-        message = f" {_message_key(text)} "
-        found = [
-            n for n in names if len(key := _cached_entity_key(n)) > 1 and f" {key} " in message
-        ]
+        message = f" {message_key(text)} "
+        found = [n for n in names if len(key := entity_key(n)) > 1 and f" {key} " in message]
         return found + (["user"] if " user " in message and "user" not in found else [])
 
     rng = random.Random(4)
@@ -281,9 +292,6 @@ async def test_entity_names_stay_current_without_rereading(
 ) -> None:
     """Recall reads the name list whole once; later entities arrive incrementally: this
     process's writes at once, other processes' writes on the next incremental check."""
-    import graph.kg_recall as kg_recall
-
-    kg_recall.forget_user(kg_user)
     full_reads: list[str] = []
     whole = graph_store.entity_names
 
@@ -292,9 +300,12 @@ async def test_entity_names_stay_current_without_rereading(
         return await whole(user_id, **kw)
 
     monkeypatch.setattr(graph_store, "entity_names", counting)
+    services = make_services(graph_store, None, triple_model(rule_script))
+    assert services.facts is not None and services.facts.recaller is not None
+    recaller = services.facts.recaller
 
     async def ask(text: str) -> list[str]:
-        hits = await recall_facts(graph_store, None, kg_user, text, hops=1, token_budget=400)
+        hits = await recaller.recall(kg_user, text, hops=1, token_budget=400)
         return [h["text"] for h in hits]
 
     say: Any = {"thread_id": "t", "message_id": "m", "at_ms": 1_000}
@@ -305,7 +316,6 @@ async def test_entity_names_stay_current_without_rereading(
     assert full_reads == [kg_user]
 
     # Written by this process (the extraction node): visible on the very next recall.
-    services = make_services(graph_store, None, ScriptedToolModel(script=rule_script))
     state: Any = {"messages": [HumanMessage(content="I work at Globex", id="h"), AIMessage("ok")]}
     await extract_knowledge(state, runtime(kg_user, services))
     assert any("globex" in t.casefold() for t in await ask("How is Globex?"))
@@ -318,16 +328,17 @@ async def test_entity_names_stay_current_without_rereading(
         **{**say, "at_ms": now_ms},
     )
     assert await ask("What about Zora?") == []  # not checked yet: within the TTL
-    kg_recall._names[kg_user].check_at = 0.0
+    (await recaller.names(kg_user)).check_at = 0.0
     assert await ask("What about Zora?") == []  # due: answered from the list it has ...
-    await asyncio.gather(*kg_recall._refreshing.values())  # ... while it refreshes
+    await recaller.refreshes()  # ... while it refreshes
     assert any("zora" in t.casefold() for t in await ask("What about Zora?"))
     assert full_reads == [kg_user]
 
     # The periodic full read (which drops deleted names) also runs in the background.
-    kg_recall._names[kg_user].check_at = kg_recall._names[kg_user].full_at = 0.0
+    names = await recaller.names(kg_user)
+    names.check_at = names.full_at = 0.0
     await ask("What about Zora?")
-    await asyncio.gather(*kg_recall._refreshing.values())
+    await recaller.refreshes()
     assert full_reads == [kg_user, kg_user]
     assert any("zora" in t.casefold() for t in await ask("What about Zora?"))
 
@@ -335,11 +346,8 @@ async def test_entity_names_stay_current_without_rereading(
 async def test_structured_calls_do_not_rebuild_the_json_schema(monkeypatch: Any) -> None:
     """The schema is converted once when the structured runnable is built, not on every call
     (LangChain's tracing metadata would otherwise redo it, ~1 ms of CPU per call)."""
-    from graph.kg import ExtractedTriples
-    from stores.llm import structured
-
-    model = ScriptedToolModel(script=rule_script)
-    structured(model, ExtractedTriples)  # built (and converted) here, as on a first turn
+    model = triple_model(rule_script)
+    bound = extractor(model)  # built (and converted) here, as on a first turn
     calls: list[str] = []
     original = ExtractedTriples.model_json_schema.__func__  # type: ignore[attr-defined]
 
@@ -349,6 +357,6 @@ async def test_structured_calls_do_not_rebuild_the_json_schema(monkeypatch: Any)
 
     monkeypatch.setattr(ExtractedTriples, "model_json_schema", classmethod(counting))
     for _ in range(3):
-        triples = await extract_triples(model, "I live in Oslo")
+        triples = await extract_triples(bound, "I live in Oslo")
         assert [t.object for t in triples] == ["Oslo"]
     assert calls == []

@@ -18,24 +18,26 @@ import pytest
 from fastapi import FastAPI
 from neo4j import AsyncGraphDatabase
 
+from mnemograph.services import Services
 from server import create_app
-from stores.arcadedb import EmbeddedGraphServer
-from stores.services import Services
+from stores.knowledge.arcadedb import EmbeddedGraphServer
 from tests.conftest import cli_env
-from tests.integration.test_isolation import ScribeModel
+from tests.fakes import ScriptedChatModel, extraction_replies
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-async def gdpr_app(services: Services) -> AsyncIterator[tuple[FastAPI, ScribeModel]]:
-    model = ScribeModel()
+async def gdpr_app(services: Services) -> AsyncIterator[tuple[FastAPI, ScriptedChatModel]]:
+    model = ScriptedChatModel()
     application = create_app(dataclasses.replace(services, _chat_model=model))
     async with application.router.lifespan_context(application):
         yield application, model
 
 
-async def _populate(app: FastAPI, model: ScribeModel, name: str) -> tuple[str, str, list[str]]:
+async def _populate(
+    app: FastAPI, model: ScriptedChatModel, name: str
+) -> tuple[str, str, list[str]]:
     """A user with two threads, memories, graph facts and a pending outbox row."""
     user, key = await app.state.users.create(name)
     headers = {"Authorization": f"Bearer {key}"}
@@ -44,9 +46,11 @@ async def _populate(app: FastAPI, model: ScribeModel, name: str) -> tuple[str, s
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://t", timeout=120) as client:
         for i, thread in enumerate(threads):
-            model.memories = [{"type": "fact", "text": f"The user owns boat {marker}{i}",
-                               "importance": 0.6}]  # fmt: skip
-            model.triples = [{"subject": "I", "predicate": "owns", "object": f"{marker}{i}"}]
+            model.tool_replies = extraction_replies(
+                memories=[{"type": "fact", "text": f"The user owns boat {marker}{i}",
+                           "importance": 0.6}],
+                triples=[{"subject": "I", "predicate": "owns", "object": f"{marker}{i}"}],
+            )  # fmt: skip
             body = {"input": {"messages": [{"type": "human",
                                             "content": f"I own boat {marker}{i}, Miami"}]},
                     "config": {"configurable": {"thread_id": thread, "strategy": "summary",
@@ -109,7 +113,7 @@ async def _leftovers(services: Services, graph: EmbeddedGraphServer, user: str,
 
 
 async def test_export_then_delete_me(
-    gdpr_app: tuple[FastAPI, ScribeModel], graph_server: EmbeddedGraphServer
+    gdpr_app: tuple[FastAPI, ScriptedChatModel], graph_server: EmbeddedGraphServer
 ) -> None:
     app, model = gdpr_app
     user, key, threads = await _populate(app, model, f"gdpr-{uuid.uuid4().hex[:6]}")
@@ -141,7 +145,7 @@ async def test_export_then_delete_me(
 
 
 async def test_cli_users_delete(
-    gdpr_app: tuple[FastAPI, ScribeModel], graph_server: EmbeddedGraphServer,
+    gdpr_app: tuple[FastAPI, ScriptedChatModel], graph_server: EmbeddedGraphServer,
     pg_url: str, data_dir: Path,
 ) -> None:  # fmt: skip
     app, model = gdpr_app
@@ -149,13 +153,14 @@ async def test_cli_users_delete(
     user, _key, threads = await _populate(app, model, name)
     services: Services = app.state.services
     res: Any = await asyncio.to_thread(
-        subprocess.run, [sys.executable, "-m", "cli", "users", "export", "--user", name],
+        subprocess.run, [sys.executable, "-m", "mnemograph.cli", "users", "export", "--user", name],
         env=cli_env(pg_url, data_dir), cwd=ROOT, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert res.returncode == 0, res.stderr
     assert all(t in res.stdout for t in threads)
     res = await asyncio.to_thread(
-        subprocess.run, [sys.executable, "-m", "cli", "users", "delete", "--user", name, "--yes"],
+        subprocess.run,
+        [sys.executable, "-m", "mnemograph.cli", "users", "delete", "--user", name, "--yes"],
         env=cli_env(pg_url, data_dir), cwd=ROOT, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert res.returncode == 0, res.stderr

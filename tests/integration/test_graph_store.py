@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 from neo4j import AsyncGraphDatabase
 
-from stores.arcadedb import EmbeddedGraphServer
 from stores.errors import ServiceUnavailable
-from stores.graph_store import GraphStore
+from stores.knowledge.arcadedb import EmbeddedGraphServer
+from stores.knowledge.bolt import GraphStore
 
 
 def T(s: str, p: str, o: str, c: float = 0.9) -> dict[str, Any]:

@@ -16,64 +16,14 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from langchain_core.callbacks import CallbackManagerForLLMRun
-from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
-from langchain_core.outputs import ChatGeneration, ChatResult
-from pydantic import Field
 
+from mnemograph.services import Services
 from server import create_app
-from stores.services import Services
+from tests.fakes import ScriptedChatModel, extraction_replies
 
 PROBES = 10_000
 USERS = 3
 THREADS_PER_USER = 6
-
-
-class ScribeModel(BaseChatModel):
-    """Echoes chat turns and answers structured-output calls with scripted memories/triples,
-    recording every chat prompt so tests can see what recall put in front of the model."""
-
-    memories: list[dict[str, Any]] = Field(default_factory=list)
-    triples: list[dict[str, Any]] = Field(default_factory=list)
-    prompts: list[str] = Field(default_factory=list)
-
-    @property
-    def _llm_type(self) -> str:
-        return "scribe"
-
-    def _generate(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: CallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> ChatResult:
-        tools = kwargs.get("tools") or []
-        if tools:
-            name = tools[0].get("function", tools[0])["name"]
-            args: dict[str, Any] = (
-                {"items": self.memories} if name == "ExtractedMemories" else
-                {"triples": [{"confidence": 0.9, **t} for t in self.triples]}
-            )  # fmt: skip
-            reply = AIMessage(
-                content="", id=f"scribe-{uuid.uuid4().hex}",
-                tool_calls=[{"name": name, "args": args, "id": "call-1"}],
-            )  # fmt: skip
-            return ChatResult(generations=[ChatGeneration(message=reply)])
-        self.prompts.append("\n".join(m.text for m in messages))
-        last = next((m for m in reversed(messages) if isinstance(m, HumanMessage)), None)
-        text = f"echo: {last.text if last else ''}"
-        return ChatResult(
-            generations=[
-                ChatGeneration(message=AIMessage(content=text, id=f"e-{uuid.uuid4().hex}"))
-            ]
-        )
-
-    def bind_tools(self, tools: Any, **kwargs: Any) -> Any:
-        from langchain_core.utils.function_calling import convert_to_openai_tool
-
-        return self.bind(tools=[convert_to_openai_tool(t) for t in tools], **kwargs)
 
 
 async def memories_and_facts(services: Services, user: str) -> str:
@@ -94,8 +44,8 @@ class Tenant:
 
 
 @pytest.fixture(scope="module")
-async def scribe_app(services: Services) -> AsyncIterator[tuple[FastAPI, ScribeModel]]:
-    model = ScribeModel()
+async def scribe_app(services: Services) -> AsyncIterator[tuple[FastAPI, ScriptedChatModel]]:
+    model = ScriptedChatModel()
     application = create_app(dataclasses.replace(services, _chat_model=model))
     async with application.router.lifespan_context(application):
         application.state.limiter.per_min = 0  # probes would trip the per-user limit
@@ -116,7 +66,7 @@ def _body(thread: str, text: str) -> dict[str, Any]:
 
 
 async def test_cross_user_probes_and_recall(
-    scribe_app: tuple[FastAPI, ScribeModel],
+    scribe_app: tuple[FastAPI, ScriptedChatModel],
 ) -> None:
     app, model = scribe_app
     transport = httpx.ASGITransport(app=app)
@@ -130,12 +80,12 @@ async def test_cross_user_probes_and_recall(
             for i in range(THREADS_PER_USER):
                 thread = f"iso-{uuid.uuid4().hex[:10]}-{i}"
                 text = f"Zanzibar has code {t.marker} and my secret pet giraffe is {t.marker}"
-                model.memories = [
-                    {"type": "fact", "text": f"The secret pet giraffe is {t.marker}",
-                     "importance": 0.6},
-                ]  # fmt: skip
-                model.triples = [{"subject": "Zanzibar", "predicate": "has_code",
-                                  "object": t.marker}]  # fmt: skip
+                model.tool_replies = extraction_replies(
+                    memories=[{"type": "fact", "text": f"The secret pet giraffe is {t.marker}",
+                               "importance": 0.6}],
+                    triples=[{"subject": "Zanzibar", "predicate": "has_code",
+                              "object": t.marker}],
+                )  # fmt: skip
                 res = await client.post("/agent/invoke", json=_body(thread, text),
                                         headers=t.headers)  # fmt: skip
                 assert res.status_code == 200, res.text
@@ -147,9 +97,9 @@ async def test_cross_user_probes_and_recall(
             assert t.marker in (await client.get("/graph", headers=t.headers)).text
 
         # Recall: B asks about what A stored; nothing of A may reach B's prompt.
-        model.memories, model.triples = [], []
+        model.tool_replies = extraction_replies()
         for t in tenants:
-            model.prompts.clear()
+            model.calls.clear()
             res = await client.post(
                 "/agent/invoke",
                 json=_body(t.threads[0], "Tell me about Zanzibar and my secret pet giraffe"),
@@ -157,7 +107,7 @@ async def test_cross_user_probes_and_recall(
             )
             assert res.status_code == 200, res.text
             await _drain(app)
-            seen = "\n".join(model.prompts)
+            seen = "\n".join(m.text for prompt in model.chats for m in prompt)
             assert t.marker in seen  # recall works for the owner ...
             for other in tenants:
                 if other is not t:  # ... and never crosses users

@@ -11,7 +11,8 @@ import pytest
 from langchain_core.messages.utils import count_tokens_approximately
 
 from stores.errors import InvalidInput, NotFound
-from stores.memory_store import MemoryStore, NewMemory, recall_memories, with_neighbour_context
+from stores.memory.model import MemoryConfig, NewMemory, with_neighbour_context
+from stores.memory.store import MemoryStore
 
 
 def _uid() -> str:
@@ -37,7 +38,7 @@ async def test_recall_is_per_user(memory_store: MemoryStore) -> None:
     assert hits and "Rex" in hits[0].item.text
     assert all(h.item.user_id == alice for h in hits)
     assert await memory_store.search(bob, "what is my dog called?", k=5) == []
-    assert await recall_memories(memory_store, bob, "dog", k=5, token_budget=500) == []
+    assert await memory_store.recall(bob, "dog", k=5, token_budget=500) == []
     with pytest.raises(NotFound):
         await memory_store.get(bob, hits[0].item.id)
     with pytest.raises(NotFound):
@@ -140,7 +141,7 @@ async def test_event_time_is_kept_and_rendered(memory_store: MemoryStore) -> Non
     user = _uid()
     said = datetime(2023, 5, 8, 13, 56, tzinfo=UTC)
     await memory_store.add(user, "User went to a support group yesterday", event_at=said)
-    recalled = await recall_memories(memory_store, user, "support group", k=3, token_budget=200)
+    recalled = await memory_store.recall(user, "support group", k=3, token_budget=200)
     assert recalled[0]["text"].startswith("[08 May 2023] ")
     assert recalled[0]["kind"] == "memory" and recalled[0]["source"]
 
@@ -152,12 +153,10 @@ async def test_token_budget_is_respected(memory_store: MemoryStore) -> None:
         [NewMemory(text=f"User visited museum number {i} in Rome", kind="fact") for i in range(20)],
     )
     for budget in (20, 60, 200):
-        recalled = await recall_memories(
-            memory_store, user, "museum Rome", k=20, token_budget=budget
-        )
+        recalled = await memory_store.recall(user, "museum Rome", k=20, token_budget=budget)
         used = sum(count_tokens_approximately([r["text"]]) for r in recalled)
         assert recalled and used <= budget
-    assert len(await recall_memories(memory_store, user, "museum", k=3, token_budget=10_000)) == 3
+    assert len(await memory_store.recall(user, "museum", k=3, token_budget=10_000)) == 3
 
 
 async def test_neighbour_context_is_searched_not_returned(memory_store: MemoryStore) -> None:
@@ -215,7 +214,7 @@ async def test_full_text_fallback_without_pgvector(
 ) -> None:
     store = fts_memory_store
     assert store.vector_enabled is False
-    with caplog.at_level(logging.WARNING, logger="stores.memory_store"):
+    with caplog.at_level(logging.WARNING, logger="stores.memory.store"):
         await store.setup()  # idempotent, and says why search is text-only
     assert any("pgvector" in r.getMessage() for r in caplog.records)
     user, other = _uid(), _uid()
@@ -226,7 +225,7 @@ async def test_full_text_fallback_without_pgvector(
     hits = await store.search(user, "Which instrument does my daughter play?", k=5)
     assert hits and "violin" in hits[0].item.text and hits[0].vector_rank is None
     assert await store.search(other, "violin", k=5) == []
-    recalled = await recall_memories(store, user, "marathon training", k=3, token_budget=100)
+    recalled = await store.recall(user, "marathon training", k=3, token_budget=100)
     assert recalled and "marathon" in recalled[0]["text"]
     assert await store.delete_user(user) == 2
 
@@ -291,8 +290,6 @@ async def test_in_memory_vector_copy_matches_sql_through_every_change(
     (adds, a same-subject replacement, deletes, writes by another process), the copy must
     rank exactly like the SQL scan, and one user's copy never holds another's vectors."""
     from dataclasses import replace
-
-    from stores.memory_store import MemoryConfig
 
     pool, embedder = memory_store._pool, memory_store._embeddings
     cached = MemoryStore(pool, embedder, config=replace(MemoryConfig(), vector_cache_min_rows=3))

@@ -10,8 +10,8 @@ from langchain_openai import ChatOpenAI
 
 from graph.builder import build_graph
 from graph.context import Context
-from stores.llm import build_chat_model
-from stores.services import Services
+from mnemograph.services import Services
+from stores.models.llm import build_chat_model
 from stores.settings import Settings
 from tests.conftest import cli_env
 from tests.openai_stub import openai_stub
@@ -77,7 +77,10 @@ def test_cli_uses_openai_base_url(pg_url: str, data_dir: Path, uid: str, tid: st
         env = cli_env(pg_url, data_dir, MNEMOGRAPH_MODEL="stub-model",
                       OPENAI_BASE_URL=stub.base_url, OPENAI_API_KEY="sk-cli-test")  # fmt: skip
         res = subprocess.run(
-            [sys.executable, "-m", "cli", "chat", "--user", uid, "--thread", tid, "-m", "hi"],
+            [
+                sys.executable, "-m", "mnemograph.cli",
+                "chat", "--user", uid, "--thread", tid, "-m", "hi",
+            ],
             env=env, capture_output=True, text=True, timeout=120,
             cwd=Path(__file__).resolve().parents[2],
         )  # fmt: skip

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from graph.kg import Triple
-from stores.arcadedb import start_arcadedb
-from stores.graph_store import GraphStore
-from stores.outbox import GraphOutbox, write_or_enqueue
+from graph.facts import Triple
+from stores.knowledge.arcadedb import start_arcadedb
+from stores.knowledge.bolt import GraphStore
+from stores.knowledge.outbox import GraphOutbox, write_or_enqueue
 
 
 def T(s: str, p: str, o: str) -> Triple:

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import httpx
 
+from mnemograph.services import open_services
 from server import create_app
-from stores.pg_embedded import start_embedded_postgres
-from stores.services import open_services
+from stores.postgres.embedded import start_embedded_postgres
 from stores.settings import Settings
 
 

@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
-from graph.agent import TurnRunner
+from mnemograph.retention import parse_age, prune
+from mnemograph.runner import TurnRunner
+from mnemograph.services import Services
 from stores.errors import InvalidInput
-from stores.retention import parse_age, prune
-from stores.services import Services
 from tests.conftest import cli_env
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -55,7 +55,7 @@ async def _drain(runner: TurnRunner) -> None:
 async def _cli(args: list[str], pg_url: str, data_dir: Path) -> subprocess.CompletedProcess[str]:
     return await asyncio.to_thread(
         subprocess.run,
-        [sys.executable, "-m", "cli", *args],
+        [sys.executable, "-m", "mnemograph.cli", *args],
         env=cli_env(pg_url, data_dir), cwd=ROOT, capture_output=True, text=True, timeout=180,
     )  # fmt: skip
 

@@ -14,9 +14,9 @@ import pytest
 from fastapi import FastAPI
 from pydantic import SecretStr
 
+from mnemograph.services import Services
 from server import create_app
-from stores.fake_llm import EchoChatModel
-from stores.services import Services
+from stores.models.fake_llm import EchoChatModel
 
 
 @dataclass
@@ -178,7 +178,7 @@ async def test_body_size_limit(client: httpx.AsyncClient, alice: Caller) -> None
 async def test_stream_and_stream_events(
     client: httpx.AsyncClient, alice: Caller, app: FastAPI
 ) -> None:
-    from stores.llm import build_chat_model
+    from stores.models.llm import build_chat_model
     from stores.settings import Settings
     from tests.openai_stub import openai_stub
 
@@ -285,7 +285,7 @@ async def test_concurrent_turns_keep_one_chain(
 async def test_graph_routes_are_per_user(
     client: httpx.AsyncClient, alice: Caller, bob: Caller, app: FastAPI
 ) -> None:
-    from graph.kg import Triple
+    from graph.facts import Triple
 
     services: Services = app.state.services
     assert services.graph is not None
@@ -334,7 +334,7 @@ async def test_memories_routes(
 async def test_export_then_delete_me(
     client: httpx.AsyncClient, alice: Caller, bob: Caller, app: FastAPI
 ) -> None:
-    from graph.kg import Triple
+    from graph.facts import Triple
 
     services: Services = app.state.services
     thread = f"e-{uuid.uuid4().hex[:6]}"
@@ -449,3 +449,33 @@ async def test_jwt_bearer_tokens_by_setting(client: httpx.AsyncClient, app: Fast
         assert res.status_code == 401
     finally:
         services.settings.jwt_secret = None
+
+
+async def test_one_thread_view_and_one_compiled_graph(
+    client: httpx.AsyncClient, alice: Caller, app: FastAPI
+) -> None:
+    """The detail route, the export and the CLI's history show one conversion of the state,
+    read through the graph the turn runner runs on; two apps share no per-app state."""
+    from mnemograph.threads_view import read_thread, state_graph
+
+    services: Services = app.state.services
+    assert app.state.runner.graph is state_graph(services)
+    assert state_graph(services) is state_graph(services)  # compiled once, not per read
+    thread = f"v-{uuid.uuid4().hex[:6]}"
+    res = await client.post(
+        "/agent/invoke", json=agent_body(thread, "view me"), headers=alice.headers
+    )
+    assert res.status_code == 200, res.text
+    detail = (await client.get(f"/threads/{thread}", headers=alice.headers)).json()
+    assert services.threads is not None
+    doc = await read_thread(services, await services.threads.get(thread, alice.user_id))
+    assert {k: v for k, v in doc.items() if k != "user_id"} == detail
+    assert list(detail) == [
+        "thread_id", "title", "created_at", "updated_at", "summary", "turns", "messages",
+    ]  # fmt: skip
+    exported = (await client.get("/me/export", headers=alice.headers)).json()["threads"]
+    assert exported == [{k: v for k, v in detail.items() if k != "turns"}]
+
+    other = create_app(services)
+    assert other.state.latency is not app.state.latency
+    assert other.state.agent is not app.state.agent

@@ -14,10 +14,11 @@ import pytest
 from langchain_core.exceptions import OutputParserException
 from langchain_openai import ChatOpenAI
 
-from graph.agent import TurnRunner
+from graph.structured import structured
+from mnemograph.runner import TurnRunner
+from mnemograph.services import Services
 from nodes.write_memory import ExtractedMemories
-from stores.llm import build_chat_model, structured
-from stores.services import Services
+from stores.models.llm import build_chat_model
 from stores.settings import Settings
 from tests.openai_stub import openai_stub
 

@@ -9,7 +9,7 @@ from langchain_core.messages import HumanMessage
 
 from graph.builder import build_graph
 from graph.context import Context
-from stores.services import open_services
+from mnemograph.services import open_services
 from stores.settings import Settings
 from tests.fakes import recording_model
 

@@ -9,12 +9,12 @@ from langgraph.channels import DeltaChannel
 
 from graph.builder import build_graph
 from graph.context import Context
-from stores.services import Services
-from tests.fakes import RecordingChatModel, recording_model
+from mnemograph.services import Services
+from tests.fakes import ScriptedChatModel, numbered_replies, recording_model
 
 
 async def run_turns(
-    services: Services, model: RecordingChatModel, thread: str, ctx: Context, n: int, words: int = 8
+    services: Services, model: ScriptedChatModel, thread: str, ctx: Context, n: int, words: int = 8
 ) -> dict[str, Any]:
     services.set_chat_model(model)
     graph = build_graph(services.checkpointer, services.store)
@@ -71,7 +71,7 @@ async def test_summary_reaches_the_prompt(services: Services, uid: str, tid: str
     model = recording_model("r")
     ctx = Context(user_id=uid, strategy="summary", services=services)
     await run_turns(services, model, tid, ctx, 3)
-    reply_prompts = [c for c in model.calls if "running summary" not in c[0].text]
+    reply_prompts = [c for c in model.chats if "running summary" not in c[0].text]
     final = reply_prompts[-1]
     assert isinstance(final[0], SystemMessage)
     assert "Summary of the earlier conversation" in final[0].text
@@ -85,7 +85,7 @@ async def test_window_strategy_prompt_holds_k_exchanges(
     model = recording_model()
     ctx = Context(user_id=uid, strategy="window", window_k=2, services=services)
     out = await run_turns(services, model, tid, ctx, 6)
-    last = model.calls[-1]
+    last = model.chats[-1]
     humans = [m.text for m in last if isinstance(m, HumanMessage)]
     assert [h.split()[1] for h in humans] == ["4", "5"]
     # window never folds: the thread keeps its full history
@@ -104,23 +104,20 @@ async def test_strategy_can_change_per_request(services: Services, uid: str, tid
         Context(user_id=uid, strategy="window", window_k=1, services=services),
         1,
     )
-    humans = [m for m in model.calls[-1] if isinstance(m, HumanMessage)]
+    humans = [m for m in model.chats[-1] if isinstance(m, HumanMessage)]
     assert len(humans) == 1
     assert len(out["messages"]) == 10
 
 
 async def test_failed_summarization_loses_nothing(services: Services, uid: str, tid: str) -> None:
-    class Boom(RecordingChatModel):
-        def _generate(
-            self, messages: Any, stop: Any = None, run_manager: Any = None, **kw: Any
-        ) -> Any:
-            if "running summary" in messages[0].text:
-                raise RuntimeError("summarizer down")
-            return super()._generate(messages, stop=stop, run_manager=run_manager, **kw)
+    numbered = numbered_replies()
 
-    from tests.fakes import numbered_replies
+    def boom(messages: Any) -> Any:
+        if "running summary" in messages[0].text:
+            return RuntimeError("summarizer down")
+        return next(numbered)
 
-    model = Boom(messages=numbered_replies())
+    model = ScriptedChatModel(replies=boom)
     ctx = Context(user_id=uid, strategy="summary", services=services)
     services.set_chat_model(model)
     graph = build_graph(services.checkpointer, services.store)
@@ -141,8 +138,8 @@ async def test_next_turn_starts_from_the_remembered_messages(
     """The runner hands each thread's final messages to the checkpointer, which serves them
     to the next turn instead of replaying every write since the last snapshot. What it serves
     must equal what Postgres alone rebuilds, and any other checkpoint must still be read."""
-    from graph.agent import TurnRunner
-    from stores.postgres import PooledPostgresSaver
+    from mnemograph.runner import TurnRunner
+    from stores.postgres.savers import PooledPostgresSaver
 
     saver = services.checkpointer
     assert isinstance(saver, PooledPostgresSaver)

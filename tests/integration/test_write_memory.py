@@ -10,19 +10,24 @@ from langchain_core.messages import AIMessage, HumanMessage
 from langgraph.runtime import Runtime
 
 from graph.context import Context
+from mnemograph.services import Services
 from nodes.load_memory import load_memory
 from nodes.write_memory import write_memory
-from stores.memory_store import MemoryStore
-from stores.services import Services
+from stores.memory.store import MemoryStore
 from stores.settings import Settings
-from tests.fixtures_memory import ToolCallingFake
+from tests.fakes import ScriptedChatModel
+
+
+def _model(*replies: Any) -> ScriptedChatModel:
+    """Answers memory extraction with ``replies`` in order (an exception entry is raised)."""
+    return ScriptedChatModel(tool_replies={"ExtractedMemories": list(replies)})
 
 
 def _uid() -> str:
     return f"u-{uuid.uuid4().hex[:10]}"
 
 
-def _runtime(user: str, store: MemoryStore, model: ToolCallingFake) -> Runtime[Context]:
+def _runtime(user: str, store: MemoryStore, model: ScriptedChatModel) -> Runtime[Context]:
     services = Services(settings=Settings(), memory=store)
     services.set_chat_model(model)
     return Runtime(context=Context(user_id=user, services=services))
@@ -43,15 +48,13 @@ def _item(text: str, *, type_: str = "fact", importance: float = 0.6, src: str =
 
 async def test_extracts_and_recalls_across_threads_not_users(memory_store: MemoryStore) -> None:
     alice, bob = _uid(), _uid()
-    model = ToolCallingFake(
-        script=[
-            {
-                "items": [
-                    _item("User's dog is a beagle called Rex", importance=0.8),
-                    _item("User prefers morning walks", type_="preference"),
-                ]
-            }
-        ]
+    model = _model(
+        {
+            "items": [
+                _item("User's dog is a beagle called Rex", importance=0.8),
+                _item("User prefers morning walks", type_="preference"),
+            ]
+        }
     )
     update = await write_memory(
         _exchange("My beagle Rex loves morning walks"), _runtime(alice, memory_store, model)
@@ -75,11 +78,9 @@ async def test_extracts_and_recalls_across_threads_not_users(memory_store: Memor
 
 async def test_repeated_memory_is_merged(memory_store: MemoryStore) -> None:
     user = _uid()
-    model = ToolCallingFake(
-        script=[
-            {"items": [_item("User is vegetarian", importance=0.5)]},
-            {"items": [_item("User is vegetarian", importance=0.5, src="h2")]},
-        ]
+    model = _model(
+        {"items": [_item("User is vegetarian", importance=0.5)]},
+        {"items": [_item("User is vegetarian", importance=0.5, src="h2")]},
     )
     runtime = _runtime(user, memory_store, model)
     await write_memory(_exchange("I'm vegetarian"), runtime)
@@ -94,15 +95,13 @@ async def test_items_sourced_only_from_the_assistant_are_dropped(
     memory_store: MemoryStore,
 ) -> None:
     user = _uid()
-    model = ToolCallingFake(
-        script=[
-            {
-                "items": [
-                    _item("User owns a yacht", src="a1"),
-                    _item("User lives in Porto", src="h1"),
-                ]
-            }
-        ]
+    model = _model(
+        {
+            "items": [
+                _item("User owns a yacht", src="a1"),
+                _item("User lives in Porto", src="h1"),
+            ]
+        }
     )
     await write_memory(_exchange("I live in Porto"), _runtime(user, memory_store, model))
     assert [i.text for i in await memory_store.list(user)] == ["User lives in Porto"]
@@ -110,20 +109,20 @@ async def test_items_sourced_only_from_the_assistant_are_dropped(
 
 async def test_failures_never_reach_the_turn(memory_store: MemoryStore) -> None:
     user = _uid()
-    broken = ToolCallingFake(script=[RuntimeError("model down")])
+    broken = _model(RuntimeError("model down"))
     assert await write_memory(_exchange("I love jazz"), _runtime(user, memory_store, broken)) == {}
-    garbage = ToolCallingFake(script=[{"items": [{"type": "gossip", "text": 3}]}])
+    garbage = _model({"items": [{"type": "gossip", "text": 3}]})
     assert await write_memory(_exchange("I love jazz"), _runtime(user, memory_store, garbage)) == {}
     assert await memory_store.count(user) == 0
     # Nothing to extract from: no call to the model at all.
-    idle = ToolCallingFake(script=[])
+    idle = _model()
     assert await write_memory({"messages": []}, _runtime(user, memory_store, idle)) == {}
     assert idle.calls == []
 
 
 async def test_no_memory_store_configured_is_a_no_op() -> None:
     services = Services(settings=Settings())
-    model = ToolCallingFake(script=[])
+    model = _model()
     services.set_chat_model(model)
     runtime: Runtime[Context] = Runtime(context=Context(user_id=_uid(), services=services))
     assert await write_memory(_exchange("I love jazz"), runtime) == {}

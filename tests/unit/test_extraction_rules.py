@@ -7,9 +7,9 @@ import logging
 
 import pytest
 
-from cli.logs import TurnNotices
-from graph.kg import Triple, alias_self, attribute_subjects
+from graph.facts import Triple, alias_self, attribute_subjects
 from graph.render import worth_extracting
+from mnemograph.cli.logs import TurnNotices
 
 
 @pytest.mark.parametrize(

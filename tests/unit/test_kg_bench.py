@@ -7,7 +7,8 @@ here: these tests only keep the labelled set loadable and the scoring honest.
 from __future__ import annotations
 
 from bench.kg_extraction import DATA, Outcome, canonical, load_sentences, prf, run, score
-from graph.kg import Triple, normalize_object, normalize_predicate, prepare
+from graph.facts import Triple, normalize_object, normalize_predicate
+from stores.knowledge.rules import prepare
 
 
 def test_labelled_set_is_large_canonical_and_not_its_own_answer() -> None:

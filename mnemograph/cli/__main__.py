@@ -1,0 +1,5 @@
+"""``python -m mnemograph.cli``."""
+
+from mnemograph.cli import main
+
+main()

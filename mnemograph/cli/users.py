@@ -1,0 +1,99 @@
+"""Accounts and GDPR: create users and API keys, export or delete everything of a user."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from mnemograph.cli.common import UserOpt, err, out, run, validate_ids
+
+users_app = typer.Typer(help="Accounts, API keys and GDPR export/delete.", no_args_is_help=True)
+
+
+@users_app.command("create")
+def users_create(name: Annotated[str, typer.Argument(help="Unique user name.")]) -> None:
+    """Create a user and print its API key. The key is shown once and stored only hashed."""
+
+    async def body() -> None:
+        from mnemograph.services import open_services
+
+        async with open_services(with_graph=False) as services:
+            user, key = await services.user_registry().create(name)
+        out.print(f"user_id: {user.user_id}", highlight=False)
+        out.print(f"api_key: {key}", highlight=False)
+        err.print("[dim]store the key now: it cannot be shown again[/dim]")
+
+    run(body)
+
+
+@users_app.command("list")
+def users_list() -> None:
+    """List users."""
+
+    async def body() -> None:
+        from mnemograph.services import open_services
+
+        async with open_services(with_graph=False) as services:
+            rows = await services.user_registry().list()
+        table = Table("user_id", "name", "created")
+        for u in rows:
+            table.add_row(u.user_id, u.name, f"{u.created_at:%Y-%m-%d %H:%M}")
+        out.print(table)
+
+    run(body)
+
+
+@users_app.command("export")
+def users_export(user: UserOpt) -> None:
+    """Print everything stored for a user as one JSON document."""
+    validate_ids(user=user)
+
+    async def body() -> None:
+        from mnemograph.lifecycle import export_user
+        from mnemograph.services import open_services
+
+        async with open_services() as services:
+            user_id = await _resolve_user(services, user)
+            doc = await export_user(services, user_id)
+        sys.stdout.write(json.dumps(doc, ensure_ascii=False, default=str) + "\n")
+
+    run(body)
+
+
+@users_app.command("delete")
+def users_delete(
+    user: UserOpt,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Delete a user and everything stored for them; prints counts per store."""
+    validate_ids(user=user)
+    if not yes and not typer.confirm(f"Delete {user} and all their data?"):
+        raise typer.Exit(1)
+
+    async def body() -> None:
+        from mnemograph.lifecycle import delete_user
+        from mnemograph.services import open_services
+
+        async with open_services() as services:
+            user_id = await _resolve_user(services, user)
+            counts = await delete_user(services, user_id)
+        table = Table("store", "rows deleted")
+        for name, n in counts.items():
+            table.add_row(name, str(n))
+        out.print(table)
+
+    run(body)
+
+
+async def _resolve_user(services: Any, user: str) -> str:
+    """Accept a user name or id; ids of users without an account (CLI-only) pass through."""
+    from stores.errors import NotFound
+
+    try:
+        return str((await services.users.get(user)).user_id)
+    except NotFound:
+        return user

@@ -1,0 +1,395 @@
+"""Running turns for a known user and thread: the one path the CLI, the REST API and LangServe
+share, so ownership, per-thread serialization and context are decided in one place.
+
+A turn is a short sequence of named steps (:meth:`TurnRunner._run`): hold the thread, finish
+any run a dead process left owed, mark the run, stream the graph, then either keep the turn
+or take its question back out, and unmark. :class:`ReplyGate` answers ``invoke`` callers as
+soon as the reply is durable while the post-reply memory work goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import weakref
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from langchain_core.messages import AnyMessage, RemoveMessage
+from langchain_core.runnables import RunnableConfig
+from langgraph.graph.state import CompiledStateGraph
+
+from graph.builder import PIPELINE, REPLY_NODE
+from graph.context import REQUEST_KNOBS, Context
+from mnemograph.services import Services
+from mnemograph.validation import to_messages
+from stores.errors import InvalidInput
+from stores.ids import check_id
+from stores.postgres.savers import PooledPostgresSaver
+from stores.postgres.thread_locks import holding_thread
+
+_NODE_NAMES = [name for name, _ in PIPELINE]
+POST_REPLY_NODES = frozenset(_NODE_NAMES[_NODE_NAMES.index(REPLY_NODE) + 1 :])
+"""Nodes that run after the reply."""
+_REPLY_CHECKPOINT = frozenset(f"branch:to:{name}" for name in POST_REPLY_NODES)
+"""Channels only the checkpoint holding the reply updates: it schedules the post-reply nodes."""
+
+log = logging.getLogger(__name__)
+
+
+def request_knobs(knobs: dict[str, Any]) -> dict[str, Any]:
+    """The per-request settings among ``knobs`` (unknown keys and ``None`` dropped)."""
+    return {k: v for k, v in knobs.items() if k in REQUEST_KNOBS and v is not None}
+
+
+@dataclass
+class _TurnProgress:
+    """What a streaming turn has shown so far."""
+
+    turn: int = 0
+    replied: bool = False
+    """A post-reply node started: the reply exists, so a failure keeps the question."""
+    final: dict[str, Any] = field(default_factory=dict)
+
+    def note(self, mode: str, chunk: Any) -> None:
+        if mode == "values" and isinstance(chunk, dict):
+            self.turn = int(chunk.get("turn", 0) or 0)
+            self.final = chunk
+        elif mode == "tasks" and isinstance(chunk, dict) and chunk.get("name") in POST_REPLY_NODES:
+            self.replied = True
+
+
+class ReplyGate:
+    """The ``invoke`` caller's answer: resolved with the turn's values once the checkpoint
+    holding the reply is committed, or with the run's error if it fails before that."""
+
+    def __init__(self) -> None:
+        self.reply: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self.values: dict[str, Any] = {}
+        self.saved: asyncio.Future[None] | None = None
+
+    def watching(self, saved: asyncio.Future[None]) -> None:
+        """The future the checkpointer resolves when the reply's checkpoint is committed."""
+        self.saved = saved
+
+    def replied(self) -> None:
+        """The reply exists (a post-reply node started): answer once it is durable."""
+        if self.reply.done():
+            return
+        saved, values = self.saved, self.values
+        if saved is None or saved.done():
+            self.reply.set_result(values)
+            return
+
+        def on_saved(future: asyncio.Future[None]) -> None:
+            if future.cancelled() or self.reply.done():
+                return
+            error = future.exception()
+            if error is not None:
+                self.reply.set_exception(error)
+            else:
+                self.reply.set_result(values)
+
+        saved.add_done_callback(on_saved)
+
+    def finished(self) -> None:
+        """The run is over: every checkpoint is written."""
+        if not self.reply.done():
+            self.reply.set_result(self.values)
+
+    def failed(self, exc: BaseException) -> bool:
+        """Hand the error to the caller; ``False`` if the caller was already answered."""
+        if self.reply.done():
+            return False
+        self.reply.set_exception(exc)
+        return True
+
+
+class TurnRunner:
+    """Runs turns on the compiled graph with the thread held exclusively.
+
+    Two requests on one thread would otherwise both read checkpoint N and both write N+1,
+    forking the chain. An in-process lock queues them cheaply; a Postgres advisory lock does
+    the same across processes and is released by Postgres itself if the process dies.
+    """
+
+    def __init__(
+        self, services: Services, graph: CompiledStateGraph[Any, Any, Any, Any] | None = None
+    ) -> None:
+        self.services = services
+        self.graph = graph or services.state_graph()
+        saver = self.graph.checkpointer
+        self._saver = saver if isinstance(saver, PooledPostgresSaver) else None
+        """The checkpointer when it can report commits and cache channels, else ``None``."""
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        self._background: set[asyncio.Task[None]] = set()
+
+    def context(self, user_id: str, **knobs: Any) -> Context:
+        """The run's context: the user, this process's services and the request's knobs."""
+        try:
+            return Context(user_id=user_id, services=self.services, **request_knobs(knobs))
+        except TypeError as exc:
+            raise InvalidInput(str(exc)) from exc
+
+    @asynccontextmanager
+    async def hold(self, thread_id: str) -> AsyncIterator[None]:
+        """Hold the thread in this process (a lock) and across processes (advisory lock)."""
+        lock = self._locks.get(thread_id)
+        if lock is None:
+            lock = asyncio.Lock()
+            self._locks[thread_id] = lock
+        async with lock:
+            pool = self.services.lock_pool
+            if pool is None:
+                yield
+                return
+            async with pool.connection(timeout=300) as conn, holding_thread(conn, thread_id):
+                yield
+
+    def config(self, thread_id: str, base: RunnableConfig | None = None) -> RunnableConfig:
+        """``base`` with the thread id set (the only configurable the graph reads)."""
+        config: RunnableConfig = dict(base or {})  # type: ignore[assignment]
+        configurable = dict(config.get("configurable") or {})
+        configurable["thread_id"] = thread_id
+        config["configurable"] = configurable
+        return config
+
+    async def _recover(self, user_id: str, thread_id: str, knobs: dict[str, Any]) -> bool:
+        """Finish a run that died after its last checkpoint (lock held by the caller).
+
+        LangGraph resumes from the last durable checkpoint when invoked with no input, so
+        memory writes owed by an acknowledged turn are completed, not lost.
+        """
+        config = self.config(thread_id)
+        snapshot = await self.graph.aget_state(config)
+        if not snapshot.next:
+            return False
+        log.warning("resuming unfinished run on thread %s (%s)", thread_id, snapshot.next)
+        await self.graph.ainvoke(
+            None, config, context=self.context(user_id, **knobs), durability="sync"
+        )
+        return True
+
+    def _watch_reply(self, thread_id: str) -> asyncio.Future[None] | None:
+        """Where the checkpointer can report commits, a future for the reply's checkpoint."""
+        return self._saver.watch(thread_id, _REPLY_CHECKPOINT) if self._saver else None
+
+    async def _run(
+        self,
+        user_id: str,
+        thread_id: str,
+        parsed: list[AnyMessage],
+        config: RunnableConfig | None,
+        knobs: dict[str, Any],
+        stream_mode: Any,
+        on_watch: Callable[[asyncio.Future[None]], None] | None = None,
+    ) -> AsyncIterator[tuple[str, Any]]:
+        """One turn with the thread held: recover a dead run, mark, run, unmark.
+
+        Given ``on_watch``, and a checkpointer that reports commits, the run uses
+        ``durability="async"``: each checkpoint is written while the next step runs, and
+        ``on_watch`` receives a future that resolves when the reply's checkpoint is
+        committed. Otherwise ``durability="sync"``: a step's checkpoint is committed before
+        the next starts, so a post-reply node starting proves the reply durable.
+        """
+        threads = self.services.thread_registry()
+        progress = _TurnProgress()
+        async with self.hold(thread_id):
+            saved = self._watch_reply(thread_id) if on_watch is not None else None
+            if saved is not None and on_watch is not None:
+                on_watch(saved)
+            try:
+                await self._settle_owed(user_id, thread_id, knobs)
+                context = self.context(user_id, **knobs)
+                context.reply_saved = saved
+                try:
+                    async for mode, chunk in self._stream_graph(
+                        thread_id, parsed, config, context, stream_mode, progress
+                    ):
+                        yield mode, chunk
+                except BaseException:
+                    self._cache_messages(thread_id, None)
+                    if not progress.replied:  # no reply: take the question back out
+                        await self._forget(thread_id, parsed)
+                        await threads.end_run(thread_id)
+                    raise
+                self._cache_messages(thread_id, progress.final)
+                await threads.end_run(thread_id)
+            finally:
+                if saved is not None and self._saver is not None:
+                    self._saver.unwatch(thread_id)
+        every = self.services.settings.compact_every_turns
+        if every and progress.turn and progress.turn % every == 0:
+            await self.compact(thread_id)
+
+    async def _settle_owed(self, user_id: str, thread_id: str, knobs: dict[str, Any]) -> None:
+        """Mark the run; first finish memory work an earlier, dead run still owes."""
+        threads = self.services.thread_registry()
+        owed = await threads.begin_run(thread_id, request_knobs(knobs))
+        if owed is None:
+            return
+        try:
+            await self._recover(user_id, thread_id, owed)
+        except Exception:  # owed work that keeps failing must not block new turns
+            log.exception("could not finish the earlier run on thread %s", thread_id)
+
+    async def _stream_graph(
+        self,
+        thread_id: str,
+        parsed: list[AnyMessage],
+        config: RunnableConfig | None,
+        context: Context,
+        stream_mode: Any,
+        progress: _TurnProgress,
+    ) -> AsyncIterator[tuple[str, Any]]:
+        """Run the graph on the new messages, noting the turn's progress as it streams."""
+        modes = list(stream_mode) if isinstance(stream_mode, list) else [stream_mode]
+        async for mode, chunk in self.graph.astream(
+            {"messages": parsed},
+            self.config(thread_id, config),
+            context=context,
+            stream_mode=sorted({*modes, "values", "tasks"}),
+            durability="sync" if context.reply_saved is None else "async",
+        ):
+            progress.note(mode, chunk)
+            yield mode, chunk
+
+    def _cache_messages(self, thread_id: str, final: dict[str, Any] | None) -> None:
+        """Hand the thread's final messages to the checkpointer, which serves them as the
+        next turn's starting state instead of replaying every write since the last snapshot
+        (see ``PooledPostgresSaver.remember_channels``); ``None`` drops what it holds."""
+        saver = self._saver
+        if saver is None:
+            return
+        if final is None or "messages" not in final:
+            saver.forget_channels(thread_id)
+        else:
+            saver.remember_channels(thread_id, {"messages": final["messages"]})
+
+    async def _forget(self, thread_id: str, parsed: list[AnyMessage]) -> None:
+        """Remove this turn's input from the thread after a failure before the reply."""
+        try:
+            snapshot = await self.graph.aget_state(self.config(thread_id))
+            present = {m.id for m in (snapshot.values or {}).get("messages", [])}
+            gone = [RemoveMessage(id=m.id) for m in parsed if m.id is not None and m.id in present]
+            if gone:
+                # As the last node, so the thread does not look like owed memory work.
+                await self.graph.aupdate_state(
+                    self.config(thread_id), {"messages": gone}, as_node=PIPELINE[-1][0]
+                )
+        except Exception:
+            log.exception("could not roll back the failed turn on thread %s", thread_id)
+
+    async def compact(self, thread_id: str) -> None:
+        """Drop checkpoints the thread's state no longer needs, so storage stays bounded.
+
+        Messages are rebuilt from the newest snapshot plus later writes; everything before
+        the snapshot is history only. Runs outside the thread lock and skips the thread if a
+        new turn already holds it.
+        """
+        from mnemograph.retention import PruneReport, prune_thread
+
+        pool = self.services.pool
+        if pool is None:
+            return
+        try:
+            async with pool.connection() as conn:
+                await prune_thread(conn, thread_id, datetime.now(UTC), PruneReport())
+        except Exception:  # compaction is housekeeping; the turn already succeeded
+            log.exception("checkpoint compaction failed on thread %s", thread_id)
+
+    async def _start(
+        self, user_id: str, thread_id: str, messages: Sequence[Any]
+    ) -> list[AnyMessage]:
+        check_id("thread id", thread_id)
+        parsed = to_messages(messages)
+        await self.services.thread_registry().claim(user_id, thread_id, title=parsed[0].text[:60])
+        return parsed
+
+    async def invoke(
+        self,
+        user_id: str,
+        thread_id: str,
+        messages: Sequence[Any],
+        *,
+        config: RunnableConfig | None = None,
+        **knobs: Any,
+    ) -> dict[str, Any]:
+        """Answer as soon as the reply is durable; memory writes finish in the background.
+
+        Summarizing and memory extraction can take the model seconds; the caller does not
+        wait for them. The thread stays locked until they finish, so the next turn on the
+        same thread sees their result, and a crash leaves a pending mark that the next turn
+        (or :meth:`recover_all`) completes.
+        """
+        parsed = await self._start(user_id, thread_id, messages)
+        gate = ReplyGate()
+        task = asyncio.create_task(
+            self._invoke_run(user_id, thread_id, parsed, config, knobs, gate),
+            name=f"turn:{thread_id}",
+        )
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return await asyncio.shield(gate.reply)
+
+    async def _invoke_run(
+        self,
+        user_id: str,
+        thread_id: str,
+        parsed: list[AnyMessage],
+        config: RunnableConfig | None,
+        knobs: dict[str, Any],
+        gate: ReplyGate,
+    ) -> None:
+        """The whole turn, reply and post-reply work, reporting the reply through ``gate``."""
+        try:
+            async for mode, chunk in self._run(
+                user_id, thread_id, parsed, config, knobs, "values", gate.watching
+            ):
+                if mode == "values":
+                    gate.values = chunk
+                elif mode == "tasks" and "input" in chunk and chunk.get("name") in POST_REPLY_NODES:
+                    gate.replied()
+            gate.finished()
+        except BaseException as exc:
+            if not gate.failed(exc):
+                log.exception("post-reply work failed on thread %s", thread_id)
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+
+    async def stream(
+        self,
+        user_id: str,
+        thread_id: str,
+        messages: Sequence[Any],
+        *,
+        stream_mode: Any = "values",
+        config: RunnableConfig | None = None,
+        **knobs: Any,
+    ) -> AsyncIterator[Any]:
+        """Stream a turn; the reply's tokens come first, memory work after, same connection."""
+        parsed = await self._start(user_id, thread_id, messages)
+        wanted = set(stream_mode) if isinstance(stream_mode, list) else {stream_mode}
+        async for mode, chunk in self._run(user_id, thread_id, parsed, config, knobs, stream_mode):
+            if mode in wanted:
+                yield (mode, chunk) if isinstance(stream_mode, list) else chunk
+
+    async def drain(self) -> None:
+        """Wait for background post-reply work (shutdown, tests, benches)."""
+        while self._background:
+            await asyncio.gather(*list(self._background), return_exceptions=True)
+
+    async def recover_all(self) -> int:
+        """Complete every run a dead process left unfinished; returns how many were resumed."""
+        threads = self.services.thread_registry()
+        done = 0
+        for thread_id, user_id in await threads.unfinished():
+            async with self.hold(thread_id):
+                owed = await threads.begin_run(thread_id, {})
+                if owed is not None and await self._recover(user_id, thread_id, owed):
+                    done += 1
+                await threads.end_run(thread_id)
+        return done

@@ -1,0 +1,82 @@
+"""Assemble the HTTP app: lifespan, middleware, exception handlers, the REST routers,
+LangServe's ``/agent`` and the inspector page.
+
+Routes authenticate, check ownership, and hand over to the same services and turn runner the
+CLI uses. What lives as long as the app (services, runner, rate limiter, latency samples)
+is on ``app.state``, so two apps in one process share nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+
+from fastapi import FastAPI
+
+from mnemograph.langserve_adapter import AgentRunnable
+from mnemograph.runner import TurnRunner
+from mnemograph.services import Services, open_services
+from mnemograph.threads_view import state_graph
+from mnemograph.web.agent import mount_agent
+from mnemograph.web.deps import RateLimiter
+from mnemograph.web.errors import EXCEPTION_HANDLERS
+from mnemograph.web.inspector import mount_inspector
+from mnemograph.web.middleware import Latency, limits_and_timing
+from mnemograph.web.routes import ROUTERS
+
+Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
+
+
+@asynccontextmanager
+async def _serving(app: FastAPI, services: Services) -> AsyncIterator[None]:
+    """Put the services, the runner and the rate limiter on ``app.state``; on the way out,
+    wait for background memory work."""
+    assert services.pool is not None
+    runner = TurnRunner(services, state_graph(services))  # one compiled graph: turns and reads
+    app.state.services = services
+    app.state.users = services.users
+    app.state.runner = app.state.agent.runner = runner
+    app.state.limiter = RateLimiter(services.settings.rate_limit_per_min)
+    # Memory work a dead process owed is finished in the background, not at startup.
+    recovery = asyncio.create_task(runner.recover_all(), name="recover-unfinished-runs")
+    try:
+        yield
+    finally:
+        await asyncio.gather(recovery, return_exceptions=True)
+        await runner.drain()
+
+
+def _lifespan(services: Services | None) -> Lifespan:
+    """The app's lifespan: serve on ``services``, or on services it opens and closes itself."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if services is not None:
+            async with _serving(app, services):
+                yield
+            return
+        async with open_services() as opened, _serving(app, opened):
+            yield
+
+    return lifespan
+
+
+def create_app(services: Services | None = None) -> FastAPI:
+    """Build the app; tests pass already-open services, production opens its own."""
+    app = FastAPI(
+        title="Mnemograph",
+        version="0.1.0",
+        description="Chat agent with durable, per-user memory.",
+        lifespan=_lifespan(services),
+    )
+    for exc_class, handler in EXCEPTION_HANDLERS.items():
+        app.add_exception_handler(exc_class, handler)
+    app.state.latency = Latency()
+    app.state.agent = AgentRunnable()
+    app.middleware("http")(limits_and_timing)
+    for router in ROUTERS:
+        app.include_router(router)
+    mount_agent(app, app.state.agent)
+    mount_inspector(app)
+    return app

@@ -1,0 +1,139 @@
+"""Request dependencies: who is calling (API key or JWT, rate-limited), and the app's services
+and turn runner, as typed ``Annotated`` aliases the routes declare as parameters.
+
+Everything they read lives on ``app.state``, set by the app's lifespan: ``services``,
+``users`` (the key registry), ``runner`` and ``limiter``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated, Any
+
+from fastapi import Depends, HTTPException, Request
+
+from mnemograph.runner import TurnRunner
+from mnemograph.services import Services
+from stores.errors import InvalidInput, ServiceUnavailable
+from stores.ids import check_id
+from stores.knowledge.bolt import GraphStore
+
+if TYPE_CHECKING:
+    from stores.memory.store import MemoryStore
+
+
+class RateLimiter:
+    """Per-user token bucket: ``per_min`` requests a minute, bursts up to ``per_min``.
+
+    In-process, so with several workers each enforces its own share; 0 turns it off.
+    """
+
+    def __init__(self, per_min: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.per_min = per_min
+        self.clock = clock
+        self._buckets: dict[str, tuple[float, float]] = {}
+
+    def allow(self, user_id: str) -> bool:
+        if self.per_min <= 0:
+            return True
+        now = self.clock()
+        tokens, last = self._buckets.get(user_id, (float(self.per_min), now))
+        tokens = min(float(self.per_min), tokens + (now - last) * self.per_min / 60.0)
+        if len(self._buckets) > 100_000:  # bound memory: forget idle users
+            self._buckets.clear()
+        if tokens < 1.0:
+            self._buckets[user_id] = (tokens, now)
+            return False
+        self._buckets[user_id] = (tokens - 1.0, now)
+        return True
+
+
+async def get_services(request: Request) -> Services:
+    """The app's open services."""
+    services: Services = request.app.state.services
+    return services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+async def get_runner(request: Request) -> TurnRunner:
+    """The app's turn runner (it also serializes work on a thread)."""
+    runner: TurnRunner = request.app.state.runner
+    return runner
+
+
+RunnerDep = Annotated[TurnRunner, Depends(get_runner)]
+
+
+def _jwt_user(token: str, settings: Any) -> str:
+    """The `sub` of a valid HS256 token; signature, expiry and audience are all checked."""
+    import jwt
+
+    try:
+        claims = jwt.decode(
+            token,
+            settings.jwt_secret.get_secret_value(),
+            algorithms=["HS256"],
+            audience=settings.jwt_audience,
+            options={"require": ["sub", "exp"]},
+        )
+    except jwt.PyJWTError as exc:
+        raise HTTPException(401, f"invalid token: {exc}") from None
+    try:
+        return check_id("user id", str(claims["sub"]))
+    except InvalidInput as exc:
+        raise HTTPException(401, f"invalid token: {exc}") from None
+
+
+def _rate_limit(request: Request, user_id: str) -> None:
+    """429 with ``Retry-After`` once the user's bucket is empty."""
+    limiter: RateLimiter | None = getattr(request.app.state, "limiter", None)
+    if limiter is not None and not limiter.allow(user_id):
+        raise HTTPException(
+            429,
+            f"rate limit of {limiter.per_min} requests per minute exceeded; retry shortly",
+            headers={"Retry-After": str(max(1, round(60 / limiter.per_min)))},
+        )
+
+
+async def current_user(request: Request) -> str:
+    """The caller's user id, from `Authorization: Bearer <key>` or `X-API-Key`; rate-limited."""
+    header = request.headers.get("authorization", "")
+    key = header[7:].strip() if header.lower().startswith("bearer ") else ""
+    key = key or request.headers.get("x-api-key", "").strip()
+    if not key:
+        raise HTTPException(401, "missing API key (Authorization: Bearer <key>)")
+    settings = request.app.state.services.settings
+    if settings.jwt_secret is not None and key.count(".") == 2:
+        user_id = _jwt_user(key, settings)
+    else:
+        user_id = await request.app.state.users.authenticate(key)
+    if user_id is None:
+        raise HTTPException(401, "invalid API key")
+    _rate_limit(request, str(user_id))
+    return str(user_id)
+
+
+def memory_store(services: Services) -> MemoryStore:
+    """Long-term memory, or a 503 naming it when this server runs without it.
+
+    A plain call in the route, not a dependency: query validation answers first (422).
+    """
+    if services.memory is None:
+        raise ServiceUnavailable("long-term memory", "not configured on this server")
+    return services.memory
+
+
+async def get_graph_store(services: ServicesDep) -> GraphStore:
+    """The knowledge-graph store, or a 503 naming it when no graph server is configured."""
+    graph = services.graph
+    if graph is None:
+        raise ServiceUnavailable("graph server", "not configured on this server")
+    return graph
+
+
+User = Annotated[str, Depends(current_user)]
+"""The authenticated (and rate-limited) caller's user id."""
+GraphStoreDep = Annotated[GraphStore, Depends(get_graph_store)]

@@ -1,0 +1,74 @@
+"""Exception handlers: every failure a caller can act on becomes a status and one clear
+``detail`` line naming the service at fault, never a bare 500."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine, Mapping
+from typing import Any
+
+import openai
+import psycopg
+from fastapi import Request
+from fastapi.responses import JSONResponse
+from psycopg_pool import PoolTimeout
+
+from stores.errors import InvalidInput, MnemographError, NotFound, ServiceUnavailable
+
+
+async def known_errors(request: Request, exc: Exception) -> JSONResponse:
+    status = 400
+    if isinstance(exc, NotFound):
+        status = 404
+    elif isinstance(exc, ServiceUnavailable):
+        status = 503
+    elif isinstance(exc, InvalidInput):
+        status = 422
+    return JSONResponse({"detail": str(exc)}, status_code=status)
+
+
+async def postgres_down(request: Request, exc: Exception) -> JSONResponse:
+    """A lost or unreachable database is a 503 naming the service, never a bare 500."""
+    return JSONResponse(
+        {"detail": "PostgreSQL is unavailable; retry shortly"},
+        status_code=503,
+        headers={"Retry-After": "5"},
+    )
+
+
+async def llm_timeout(request: Request, exc: Exception) -> JSONResponse:
+    timeout = request.app.state.services.settings.llm_timeout_s
+    return JSONResponse(
+        {"detail": f"the LLM endpoint did not answer within {timeout:g} s; nothing was "
+         "saved, retry the message"},
+        status_code=504,
+    )  # fmt: skip
+
+
+async def llm_down(request: Request, exc: Exception) -> JSONResponse:
+    return JSONResponse(
+        {"detail": "the LLM endpoint is unreachable; nothing was saved, retry the message"},
+        status_code=503,
+    )
+
+
+async def llm_error(request: Request, exc: Exception) -> JSONResponse:
+    status = getattr(exc, "status_code", 0)
+    return JSONResponse(
+        {"detail": f"the LLM endpoint answered HTTP {status}; nothing was saved"},
+        status_code=502,
+    )
+
+
+Handler = Callable[[Request, Any], Coroutine[Any, Any, JSONResponse]]
+
+EXCEPTION_HANDLERS: Mapping[type[Exception], Handler] = {
+    MnemographError: known_errors,
+    psycopg.OperationalError: postgres_down,
+    PoolTimeout: postgres_down,
+    # Starlette picks the handler of the nearest class in the exception's MRO, so the
+    # timeout (a connection error to openai) gets its own 504 before the generic 503.
+    openai.APITimeoutError: llm_timeout,
+    openai.APIConnectionError: llm_down,
+    openai.APIStatusError: llm_error,
+}
+"""Installed by ``create_app`` with ``app.add_exception_handler``; read-only."""

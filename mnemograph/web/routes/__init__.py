@@ -1,0 +1,10 @@
+"""One router per resource, included by ``mnemograph.web.app`` in this order."""
+
+from __future__ import annotations
+
+from mnemograph.web.routes import graph, health, me, memories, threads
+
+ROUTERS = (health.router, threads.router, memories.router, graph.router, me.router)
+"""The REST routers, in the order their routes appear in the OpenAPI document."""
+
+__all__ = ["ROUTERS"]

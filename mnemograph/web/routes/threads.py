@@ -1,0 +1,46 @@
+"""Threads you own: create (or confirm), list, read with messages and summary, delete."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from mnemograph.threads_view import read_thread
+from mnemograph.web.deps import RunnerDep, ServicesDep, User
+from mnemograph.web.schemas import Deleted, ThreadCreate, ThreadDetail, ThreadOut
+from stores.ids import check_id
+
+router = APIRouter(prefix="/threads")
+
+
+@router.post("", status_code=201, summary="Create (or confirm) a thread you own")
+async def create_thread(body: ThreadCreate, user: User, services: ServicesDep) -> ThreadOut:
+    check_id("thread id", body.thread_id)
+    assert services.threads is not None
+    return ThreadOut.of(await services.threads.claim(user, body.thread_id, body.title))
+
+
+@router.get("", summary="Your threads, newest first")
+async def list_threads(user: User, services: ServicesDep) -> list[ThreadOut]:
+    assert services.threads is not None
+    return [ThreadOut.of(t) for t in await services.threads.list(user)]
+
+
+@router.get("/{thread_id}", summary="A thread's messages and rolling summary")
+async def get_thread(thread_id: str, user: User, services: ServicesDep) -> ThreadDetail:
+    check_id("thread id", thread_id)
+    assert services.threads is not None
+    info = await services.threads.get(thread_id, user)
+    return ThreadDetail.model_validate(await read_thread(services, info))
+
+
+@router.delete("/{thread_id}", summary="Delete a thread and its checkpoints")
+async def delete_thread(
+    thread_id: str, user: User, services: ServicesDep, runner: RunnerDep
+) -> Deleted:
+    check_id("thread id", thread_id)
+    assert services.threads is not None and services.checkpointer is not None
+    await services.threads.get(thread_id, user)
+    async with runner.hold(thread_id):  # never delete under a running turn
+        await services.checkpointer.adelete_thread(thread_id)
+        await services.threads.delete(thread_id, user)
+    return Deleted(deleted={"threads": 1})

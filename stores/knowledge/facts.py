@@ -1,0 +1,115 @@
+"""The knowledge graph as the turn sees it: one object that recalls facts and writes them.
+
+It implements ``graph.ports.FactPort`` over the Bolt store, the Postgres outbox and the
+recall caches, so a node writes triples with one call and the name list and vectors of the
+next turn's recall are warmed in the same place. Lifecycle code forgets a user through
+:meth:`KnowledgeGraph.forget`, which reaches every cache this process keeps for them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Sequence
+from typing import Any
+
+from langchain_core.embeddings import Embeddings
+
+from graph.facts import Triple
+from graph.ports import Recalled
+from stores.knowledge.bolt import GraphStore
+from stores.knowledge.outbox import GraphOutbox, WriteOutcome, write_or_enqueue
+from stores.knowledge.recall import FactRecall
+from stores.knowledge.rules import prepare
+
+log = logging.getLogger(__name__)
+
+
+class KnowledgeGraph:
+    """Graph store + outbox + recall caches; ``graph`` is ``None`` while no server is known."""
+
+    def __init__(
+        self,
+        graph: GraphStore | None,
+        outbox: GraphOutbox | None,
+        embeddings: Embeddings | None,
+    ) -> None:
+        self.graph = graph
+        self.outbox = outbox
+        self.recaller = FactRecall(graph, embeddings) if graph is not None else None
+
+    async def recall(
+        self,
+        user_id: str,
+        text: str,
+        *,
+        hops: int,
+        token_budget: int,
+        query_vector: Awaitable[Sequence[float] | None] | None = None,
+    ) -> list[Recalled]:
+        """Current facts around what the message names; nothing while no graph is known."""
+        if self.recaller is None:
+            return []
+        return await self.recaller.recall(
+            user_id, text, hops=hops, token_budget=token_budget, query_vector=query_vector
+        )
+
+    async def write(
+        self,
+        user_id: str,
+        triples: Sequence[Triple],
+        *,
+        thread_id: str | None,
+        message_id: str | None,
+        at_ms: int,
+    ) -> WriteOutcome:
+        """Write to the graph (or queue), then list and embed the new names for recall."""
+        outcome = await write_or_enqueue(
+            self.graph,
+            self.outbox,
+            user_id,
+            list(triples),
+            thread_id=thread_id,
+            message_id=message_id,
+            at_ms=at_ms,
+        )
+        if outcome == "graph" and self.recaller is not None:
+            names = [n for row in prepare(triples) for n in (row["s"], row["o"])]
+            try:
+                await self.recaller.entities_written(user_id, names)
+            except Exception:  # only a cache warm-up; recall embeds the names itself if need be
+                log.warning("could not embed new entity names", exc_info=True)
+        return outcome
+
+    async def export_user(self, user_id: str) -> dict[str, Any]:
+        """The user's graph and queued writes, as the export document's two sections."""
+        return {
+            "graph": (
+                await self.graph.export_user(user_id)
+                if self.graph is not None
+                else {"entities": [], "relations": []}
+            ),
+            "graph_outbox": await self.outbox.pending(user_id) if self.outbox is not None else [],
+        }
+
+    async def delete_user(self, user_id: str) -> dict[str, int]:
+        """Delete the user's graph and queued writes and forget every cache of theirs; returns
+        what was removed. Caches are dropped before and after, so a recall racing the delete
+        cannot leave a copy behind."""
+        self.forget(user_id)
+        counts: dict[str, int] = {}
+        if self.graph is not None:
+            counts.update(await self.graph.delete_user(user_id))
+        if self.outbox is not None:
+            counts["graph_outbox"] = await self.outbox.delete_user(user_id)
+        self.forget(user_id)
+        return counts
+
+    def forget(self, user_id: str) -> None:
+        """Drop every cache this process keeps for the user (after a delete)."""
+        if self.recaller is not None:
+            self.recaller.forget(user_id)
+
+    async def aclose(self) -> None:
+        """Stop background refreshes."""
+        if self.recaller is not None:
+            await self.recaller.aclose()

@@ -1,0 +1,483 @@
+"""The long-term memory store: per-user items in Postgres, written with dedup, recalled by
+hybrid search (BM25-style full text + pgvector).
+
+:class:`MemoryStore` is the one class that reads and writes long-term memory; how the data
+is laid out, and why, is told in :mod:`stores.memory`. Around it: the records and checks in
+:mod:`stores.memory.model`, the candidate fetch in :mod:`stores.memory.retrieval`, the pure
+ranking in :mod:`stores.memory.ranking`, the query text in :mod:`stores.memory.sql`; the
+tables are made by migration 1 in :mod:`stores.postgres.migrations`.
+
+Writes should go through :class:`MemoryStore` (LangGraph's ``store.aput`` does not refresh
+the derived index). On a Postgres without pgvector the vector table is absent and search
+runs on full text alone, with one warning logged at setup.
+"""
+
+from __future__ import annotations
+
+import builtins
+import json
+import logging
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from langchain_core.embeddings import Embeddings
+from psycopg_pool import AsyncConnectionPool
+
+from stores.errors import InvalidInput, NotFound
+from stores.ids import check_id
+from stores.memory import ranking, retrieval, sql
+from stores.memory.model import (
+    MemoryConfig,
+    MemoryItem,
+    NewMemory,
+    ScoredItem,
+    aware,
+    check_kind,
+    check_text,
+    clamp01,
+    embedding_text,
+    item_from,
+    now,
+    render_memory,
+    store_prefix,
+    value_of,
+    vector_text,
+)
+
+if TYPE_CHECKING:
+    from graph.ports import QueryVector, Recalled
+    from stores.memory.vector_cache import VectorCache
+
+__all__ = ["MemoryStore"]
+
+log = logging.getLogger(__name__)
+
+
+class MemoryStore:
+    """Long-term memories of every user, one ``(user_id, "memories")`` namespace each.
+
+    Every public method takes the ``user_id`` first and every query filters on it: no call can
+    read or change another user's items. Implements ``graph.ports.MemoryPort``.
+    """
+
+    def __init__(
+        self,
+        pool: AsyncConnectionPool[Any],
+        embeddings: Embeddings | None,
+        *,
+        config: MemoryConfig | None = None,
+        dims: int = 384,
+    ) -> None:
+        self._pool = pool
+        self._embeddings = embeddings
+        self.config = config or MemoryConfig()
+        self._dims = dims
+        self.vector_enabled = False
+        self._ready = False
+        self._vector_cache: VectorCache | None = None
+
+    # ----------------------------------------------------------------- setup
+    async def setup(self) -> None:
+        """Prepare this process's side of the store; runs no DDL.
+
+        The tables come from ``stores.postgres.migrations.migrate``, which must have run on
+        this database. This looks whether the vector table exists (it does where pgvector
+        was available at migration time), and with embeddings configured turns vector search
+        and the in-process vector cache on. Idempotent; logs why search is text-only if so.
+        """
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(sql.SCHEMA_PRESENT)
+            row = await cur.fetchone()
+        if row is None or not row["ready"]:
+            raise RuntimeError(
+                "the long-term memory tables are missing: run the schema migrations first "
+                "(stores.postgres.migrations.migrate, or `mnemograph migrate`)"
+            )
+        vectors = bool(row["vectors"])
+        self.vector_enabled = vectors and self._embeddings is not None
+        self._vector_cache = None
+        if self.vector_enabled and self.config.vector_cache_rows > 0:
+            from stores.memory.vector_cache import VectorCache
+
+            self._vector_cache = VectorCache(
+                self._pool,
+                dims=int(self._dims),
+                min_rows=self.config.vector_cache_min_rows,
+                max_rows=self.config.vector_cache_rows,
+            )
+        if not row["available"]:
+            log.warning(
+                "PostgreSQL has no pgvector extension: long-term memory search uses full-text "
+                "search only (install pgvector for semantic recall)"
+            )
+        elif not vectors:
+            log.warning(
+                "the schema was made without pgvector (no mnemo_memory_vectors table): "
+                "long-term memory search uses full-text search only"
+            )
+        elif self._embeddings is None:
+            log.warning("no embedding model configured: memory search uses full-text only")
+        self._ready = True
+
+    def _require_ready(self) -> None:
+        if not self._ready:
+            raise RuntimeError("MemoryStore.setup() must run before use")
+
+    # ---------------------------------------------------------------- embedding
+    def _embedding_text(self, text: str, context: str | None) -> str:
+        """What an item's embedding sees (a hook: benches try other choices)."""
+        return embedding_text(text, context)
+
+    async def _embed_docs(self, texts: list[str]) -> list[list[float]] | None:
+        if not self.vector_enabled or self._embeddings is None or not texts:
+            return None
+        return await self._embeddings.aembed_documents(texts)
+
+    async def _embed_query(self, text: str) -> list[float] | None:
+        if not self.vector_enabled or self._embeddings is None:
+            return None
+        return await self._embeddings.aembed_query(text)
+
+    # ----------------------------------------------------------------- writes
+    async def add(
+        self,
+        user_id: str,
+        text: str,
+        *,
+        kind: str = "fact",
+        importance: float = 0.5,
+        event_at: datetime | None = None,
+        provenance: Sequence[str] = (),
+        metadata: Mapping[str, Any] | None = None,
+        subject: str | None = None,
+        context: str | None = None,
+        dedup: bool | None = None,
+    ) -> MemoryItem:
+        """Add one memory, or merge it into a near-duplicate.
+
+        A duplicate is an item of the same user with the same ``subject`` (the new text
+        replaces the old: the subject's value changed), or with cosine ≥ the dedup threshold
+        (same statement again). Merging bumps importance and ``last_seen_at`` and unions the
+        provenance, so repetition makes a memory stronger instead of cluttering recall.
+        Dedup is on by default except for raw ``turn`` items, which are distinct by nature.
+        """
+        self._require_ready()
+        check_id("user id", user_id)
+        text = check_text(text)
+        check_kind(kind)
+        importance = clamp01(importance)
+        if dedup is None:
+            dedup = kind != "turn"
+        vectors = await self._embed_docs([self._embedding_text(text, context)])
+        vector = vectors[0] if vectors else None
+        at = now()
+        async with self._pool.connection() as conn, conn.transaction():
+            existing: MemoryItem | None = None
+            if dedup:
+                existing = await self._find_duplicate(conn, user_id, text, subject, vector)
+            if existing is not None:
+                item = existing
+                item.importance = min(
+                    1.0, max(existing.importance, importance) + self.config.importance_bump
+                )
+                item.last_seen_at = at
+                item.seen_count += 1
+                item.text = text
+                item.event_at = aware(event_at) or existing.event_at
+                item.provenance = list(dict.fromkeys([*existing.provenance, *provenance]))
+                item.metadata = {**existing.metadata, **dict(metadata or {})}
+                item.subject = subject or existing.subject
+                item.context = context or existing.context
+            else:
+                item = MemoryItem(
+                    id=uuid.uuid4().hex,
+                    user_id=user_id,
+                    text=text,
+                    kind=kind,
+                    importance=importance,
+                    event_at=aware(event_at),
+                    created_at=at,
+                    last_seen_at=at,
+                    provenance=[str(p) for p in provenance],
+                    metadata=dict(metadata or {}),
+                    subject=subject,
+                    context=context,
+                )
+            await self._write(conn, [item], [vector] if vector is not None else None)
+        return item
+
+    async def _find_duplicate(
+        self,
+        conn: Any,
+        user_id: str,
+        text: str,
+        subject: str | None,
+        vector: list[float] | None,
+    ) -> MemoryItem | None:
+        prefix = store_prefix(user_id)
+        row = None
+        if subject:
+            cur = await conn.execute(sql.SAME_SUBJECT, (user_id, prefix, subject))
+            row = await cur.fetchone()
+        if row is None and vector is not None:
+            cur = await conn.execute(
+                sql.NEAR_VECTOR,
+                {"u": user_id, "p": prefix, "v": vector_text(vector),
+                 "d": 1 - self.config.dedup_threshold},
+            )  # fmt: skip
+            row = await cur.fetchone()
+        if row is None and vector is None:
+            cur = await conn.execute(sql.SAME_TEXT, (user_id, prefix, text))
+            row = await cur.fetchone()
+        if row is None:
+            return None
+        return item_from(user_id, row["key"], row["value"])
+
+    async def _write(
+        self, conn: Any, items: Sequence[MemoryItem], vectors: Sequence[Sequence[float]] | None
+    ) -> None:
+        """Upsert store rows and their index rows; the caller holds the transaction."""
+        store_rows = [
+            (store_prefix(it.user_id), it.id, json.dumps(value_of(it)), it.created_at)
+            for it in items
+        ]
+        base = [
+            (store_prefix(it.user_id), it.id, it.user_id, it.kind, it.subject, it.text, it.context)
+            for it in items
+        ]
+        async with conn.cursor() as cur:
+            await cur.executemany(sql.UPSERT_STORE, store_rows)
+            await cur.executemany(sql.UPSERT_INDEX, base)
+            if vectors is not None and self.vector_enabled:
+                await cur.executemany(
+                    sql.UPSERT_VECTOR,
+                    [
+                        (b[0], b[1], b[2], vector_text(v))
+                        for b, v in zip(base, vectors, strict=True)
+                    ],
+                )
+
+    async def add_many(
+        self,
+        user_id: str,
+        items: Sequence[NewMemory],
+        *,
+        batch_size: int = 256,
+        vectors: Sequence[Sequence[float]] | None = None,
+    ) -> list[MemoryItem]:
+        """Insert many items without dedup: one embedding batch and one transaction per
+        ``batch_size`` items. For imports of history, where every turn is its own item.
+
+        ``vectors`` lets a caller that already has embeddings (same model) skip re-embedding.
+        """
+        self._require_ready()
+        check_id("user id", user_id)
+        if vectors is not None and len(vectors) != len(items):
+            raise InvalidInput("vectors and items differ in length")
+        out: list[MemoryItem] = []
+        for start in range(0, len(items), batch_size):
+            chunk = items[start : start + batch_size]
+            at = now()
+            built = [
+                MemoryItem(
+                    id=uuid.uuid4().hex,
+                    user_id=user_id,
+                    text=check_text(n.text),
+                    kind=check_kind(n.kind),
+                    importance=clamp01(n.importance),
+                    event_at=aware(n.event_at),
+                    created_at=at,
+                    last_seen_at=at,
+                    provenance=[str(p) for p in n.provenance],
+                    metadata=dict(n.metadata or {}),
+                    subject=n.subject,
+                    context=n.context,
+                )
+                for n in chunk
+            ]
+            chunk_vectors: Sequence[Sequence[float]] | None
+            if not self.vector_enabled:
+                chunk_vectors = None
+            elif vectors is not None:
+                chunk_vectors = vectors[start : start + batch_size]
+            else:
+                chunk_vectors = await self._embed_docs(
+                    [self._embedding_text(b.text, b.context) for b in built]
+                )
+            async with self._pool.connection() as conn, conn.transaction():
+                await self._write(conn, built, chunk_vectors)
+            out.extend(built)
+        return out
+
+    # ----------------------------------------------------------------- reads
+    async def get(self, user_id: str, memory_id: str) -> MemoryItem:
+        """One item of this user; another user's id is simply not found."""
+        check_id("user id", user_id)
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(sql.GET, (store_prefix(user_id), memory_id))
+            row = await cur.fetchone()
+        if row is None:
+            raise NotFound(f"memory {memory_id!r} not found")
+        return item_from(user_id, row["key"], row["value"])
+
+    async def list(
+        self, user_id: str, *, limit: int = 1000, offset: int = 0
+    ) -> builtins.list[MemoryItem]:
+        """The user's items, most recently seen first."""
+        check_id("user id", user_id)
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(sql.LIST, (store_prefix(user_id), limit, offset))
+            rows = await cur.fetchall()
+        return [item_from(user_id, r["key"], r["value"]) for r in rows]
+
+    async def count(self, user_id: str) -> int:
+        check_id("user id", user_id)
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(sql.COUNT, (store_prefix(user_id),))
+            row = await cur.fetchone()
+        return int(row["n"]) if row else 0
+
+    async def export_user(self, user_id: str) -> builtins.list[dict[str, Any]]:
+        """Every item of the user as plain JSON, oldest first (for the export document)."""
+        items = await self.list(user_id, limit=1_000_000)
+        return [it.to_json() for it in sorted(items, key=lambda i: (i.created_at, i.id))]
+
+    async def delete(self, user_id: str, memory_id: str) -> None:
+        """Delete one item (its index row goes with it by cascade)."""
+        check_id("user id", user_id)
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(sql.DELETE, (store_prefix(user_id), memory_id))
+            if cur.rowcount == 0:
+                raise NotFound(f"memory {memory_id!r} not found")
+
+    async def delete_user(self, user_id: str) -> int:
+        """Delete every memory of the user; returns how many items went."""
+        check_id("user id", user_id)
+        async with self._pool.connection() as conn, conn.transaction():
+            await conn.execute(sql.DELETE_INDEX_OF_USER, (user_id,))
+            cur = await conn.execute(sql.DELETE_USER, (store_prefix(user_id),))
+        if self._vector_cache is not None:  # no copy of a deleted user's vectors stays behind
+            self._vector_cache.forget(user_id)
+        return int(cur.rowcount)
+
+    async def reindex_user(self, user_id: str) -> int:
+        """Rebuild the derived index rows of one user from the store (the source of truth)."""
+        items = await self.list(user_id, limit=1_000_000)
+        vectors = await self._embed_docs([self._embedding_text(i.text, i.context) for i in items])
+        async with self._pool.connection() as conn, conn.transaction():
+            await conn.execute(sql.DELETE_INDEX_OF_USER, (user_id,))
+            if items:
+                await self._write(conn, items, vectors)
+        return len(items)
+
+    # ----------------------------------------------------------------- recall
+    async def recall(
+        self,
+        user_id: str,
+        text: str,
+        *,
+        k: int,
+        token_budget: int,
+        query_vector: QueryVector | None = None,
+    ) -> builtins.list[Recalled]:
+        """The user's top memories for ``text``, rendered for the prompt, best first, within
+        ``token_budget`` (``graph.ports.MemoryPort``).
+
+        Items that do not fit are skipped (a shorter, lower-ranked one may still fit), so the
+        budget is never exceeded and one long item cannot starve the rest.
+        """
+        if not text.strip() or k <= 0 or token_budget <= 0:
+            return []
+        hits = await self.search(user_id, text, k=k, query_vector=query_vector)
+        lines = [render_memory(hit.item) for hit in hits]
+        out: builtins.list[Recalled] = []
+        for i in ranking.pack(lines, token_budget):
+            hit = hits[i]
+            out.append(
+                {"kind": "memory", "text": lines[i], "score": round(hit.score, 4),
+                 "source": hit.item.id}
+            )  # fmt: skip
+        return out
+
+    # ----------------------------------------------------------------- search
+    async def search(
+        self,
+        user_id: str,
+        query: str,
+        k: int = 10,
+        *,
+        weights: tuple[float, float, float] | None = None,
+        kinds: Sequence[str] | None = None,
+        query_vector: QueryVector | None = None,
+    ) -> builtins.list[ScoredItem]:
+        """Hybrid search within one user: BM25 full text + vector, fused, then scored.
+
+        ``weights`` = (relevance, importance, recency) overrides the configured defaults.
+        ``query_vector`` lets a caller that embeds the query anyway (turn recall does, for
+        the graph too) share that one embedding; it must come from this store's embedder.
+        """
+        self._require_ready()
+        check_id("user id", user_id)
+        query = " ".join(str(query).split())
+        if not query or k <= 0:
+            return []
+        cfg = self.config
+        params = {"p": store_prefix(user_id), "u": user_id, "n": max(cfg.candidates, k)}
+        bm25_fetched, vec_fetched = await self._candidates(query, params, query_vector)
+        values = {r["key"]: r["value"] for r in bm25_fetched}
+        values.update((r["key"], r["value"]) for r in vec_fetched)
+        bm25 = {r["key"]: float(r["score"]) for r in bm25_fetched}
+        cos = {r["key"]: float(r["cos"]) for r in vec_fetched if r["cos"] is not None}
+        if not bm25 and not cos:
+            return []
+        bm25_rank = {key: i for i, key in enumerate(ranking.order(bm25))}
+        vec_rank = {key: i for i, key in enumerate(ranking.order(cos))}
+        ranked = ranking.rank(
+            self._relevance(query, bm25, cos, values),
+            values,
+            weights=weights or cfg.weights,
+            half_life_days=cfg.recency_half_life_days,
+            now=now(),
+            kinds=kinds,
+        )
+        # Only the final k become MemoryItems (building one per candidate cost ~4 ms).
+        return [
+            ScoredItem(
+                item=item_from(user_id, r.key, values[r.key]),
+                score=r.score,
+                relevance=r.relevance,
+                recency=r.recency,
+                bm25_rank=bm25_rank.get(r.key),
+                vector_rank=vec_rank.get(r.key),
+            )
+            for r in ranked[:k]
+        ]
+
+    def _relevance(
+        self,
+        query: str,
+        bm25: Mapping[str, float],
+        cos: Mapping[str, float],
+        values: Mapping[str, Mapping[str, Any]],
+    ) -> dict[str, float]:
+        """Each candidate's relevance in [0, 1] from both retrievers' scores (a hook: benches
+        try other fusions; ``query`` and the stored ``values`` are there for them)."""
+        cfg = self.config
+        fused = ranking.fuse_scores(
+            bm25, cos, vector_weight=cfg.vector_weight, cos_min_span=cfg.cos_min_span
+        )
+        return ranking.relevance(fused)
+
+    async def _candidates(
+        self, query: str, params: Mapping[str, Any], query_vector: QueryVector | None
+    ) -> tuple[builtins.list[Any], builtins.list[Any]]:
+        """(BM25 rows, vector rows), each with the candidates' stored values."""
+        shared = query_vector is not None and self.vector_enabled
+        embedding = (
+            query_vector if shared and query_vector is not None else self._embed_query(query)
+        )
+        return await retrieval.candidates(
+            self._pool, self.config, self._vector_cache, query, params, embedding, shared=shared
+        )

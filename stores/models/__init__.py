@@ -1,0 +1,2 @@
+"""Model adapters: the chat-model factory, the llama.cpp server launcher, the embedder and its
+ONNX export, and the offline echo model."""

@@ -1,0 +1,134 @@
+"""Who owns which thread. Checkpoints carry no owner, so this table is the ownership check
+that every CLI command and HTTP route goes through before touching a thread."""
+
+from __future__ import annotations
+
+import builtins
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool
+
+from stores.errors import NotFound
+from stores.ids import check_id
+from stores.postgres.migrations import THREADS_DDL, create_tables
+
+
+@dataclass(frozen=True)
+class ThreadInfo:
+    """A thread as its owner sees it in listings."""
+
+    thread_id: str
+    user_id: str
+    title: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class ThreadRegistry:
+    """Thread ownership in Postgres. A thread owned by someone else is reported as not found,
+    so probing ids tells an attacker nothing."""
+
+    def __init__(self, pool: AsyncConnectionPool[Any]) -> None:
+        self._pool = pool
+
+    async def setup(self) -> None:
+        """Create the registry's table alone (tests, tools); hosts run ``migrate``."""
+        await create_tables(self._pool, THREADS_DDL)
+
+    async def claim(self, user_id: str, thread_id: str, title: str = "") -> ThreadInfo:
+        """Create the thread for ``user_id`` or confirm they own it; foreign threads 404."""
+        check_id("user id", user_id)
+        check_id("thread id", thread_id)
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                """
+                INSERT INTO mnemo_threads (thread_id, user_id, title) VALUES (%s, %s, %s)
+                ON CONFLICT (thread_id) DO UPDATE SET updated_at = now()
+                    WHERE mnemo_threads.user_id = EXCLUDED.user_id
+                RETURNING thread_id, user_id, title, created_at, updated_at
+                """,
+                (thread_id, user_id, title[:200]),
+            )
+            row = await cur.fetchone()
+        if row is None:
+            raise NotFound(f"thread {thread_id!r} not found")
+        return ThreadInfo(**row)
+
+    async def get(self, thread_id: str, user_id: str | None = None) -> ThreadInfo:
+        """Look a thread up; with ``user_id`` given, only the owner finds it."""
+        check_id("thread id", thread_id)
+        if user_id is not None:
+            check_id("user id", user_id)
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT thread_id, user_id, title, created_at, updated_at FROM mnemo_threads "
+                "WHERE thread_id = %s AND (%s::text IS NULL OR user_id = %s)",
+                (thread_id, user_id, user_id),
+            )
+            row = await cur.fetchone()
+        if row is None:
+            raise NotFound(f"thread {thread_id!r} not found")
+        return ThreadInfo(**row)
+
+    async def list(self, user_id: str, limit: int = 100) -> list[ThreadInfo]:
+        check_id("user id", user_id)
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT thread_id, user_id, title, created_at, updated_at FROM mnemo_threads "
+                "WHERE user_id = %s ORDER BY updated_at DESC LIMIT %s",
+                (user_id, limit),
+            )
+            rows = await cur.fetchall()
+        return [ThreadInfo(**r) for r in rows]
+
+    async def begin_run(self, thread_id: str, context: dict[str, Any]) -> dict[str, Any] | None:
+        """Mark a run as started; return the context of an unfinished earlier run, if any.
+
+        Called with the thread lock held, so an earlier mark can only be a run that died.
+        """
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                """
+                UPDATE mnemo_threads t
+                   SET pending_since = now(), pending_context = %s, updated_at = now()
+                  FROM (SELECT thread_id, pending_since, pending_context FROM mnemo_threads
+                         WHERE thread_id = %s FOR UPDATE) prev
+                 WHERE t.thread_id = prev.thread_id
+             RETURNING prev.pending_since AS was_pending, prev.pending_context AS was_context
+                """,
+                (Jsonb(context), thread_id),
+            )
+            row = await cur.fetchone()
+        if row is None or row["was_pending"] is None:
+            return None
+        return dict(row["was_context"] or {})
+
+    async def end_run(self, thread_id: str) -> None:
+        async with self._pool.connection() as conn:
+            await conn.execute(
+                "UPDATE mnemo_threads SET pending_since = NULL, pending_context = NULL "
+                "WHERE thread_id = %s",
+                (thread_id,),
+            )
+
+    async def unfinished(self, limit: int = 1000) -> builtins.list[tuple[str, str]]:
+        """(thread_id, user_id) of runs that started and never finished, oldest first."""
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT thread_id, user_id FROM mnemo_threads WHERE pending_since IS NOT NULL "
+                "ORDER BY pending_since LIMIT %s",
+                (limit,),
+            )
+            return [(r["thread_id"], r["user_id"]) for r in await cur.fetchall()]
+
+    async def delete(self, thread_id: str, user_id: str) -> None:
+        """Forget the ownership row; the caller deletes the checkpoints first."""
+        await self.get(thread_id, user_id)
+        async with self._pool.connection() as conn:
+            await conn.execute(
+                "DELETE FROM mnemo_threads WHERE thread_id = %s AND user_id = %s",
+                (thread_id, user_id),
+            )

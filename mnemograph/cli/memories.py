@@ -19,9 +19,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from mnemograph.cli.common import UserOpt, err, out, run
+from mnemograph.cli.common import UserOpt, err, out, run, validate_ids
 from stores.errors import InvalidInput, MnemographError
-from stores.ids import check_id
 
 memories_app = typer.Typer(
     name="memories",
@@ -46,8 +45,9 @@ def add(
 ) -> None:
     """Add one memory (a near-duplicate updates the existing one)."""
 
+    validate_ids(user=user)
+
     async def body() -> None:
-        check_id("user id", user)
         from mnemograph.services import open_services
 
         async with open_services() as services:
@@ -66,8 +66,9 @@ def search(
 ) -> None:
     """Hybrid search (full text + vectors) of one user's memories, best first."""
 
+    validate_ids(user=user)
+
     async def body() -> None:
-        check_id("user id", user)
         from mnemograph.services import open_services
         from stores.memory.model import render_memory
 
@@ -165,8 +166,9 @@ def import_(
             raise InvalidInput(f"{file} has no turns")
         return items
 
+    validate_ids(user=user)
+
     async def body() -> None:
-        check_id("user id", user)
         from mnemograph.services import open_services
         from stores.memory.model import with_neighbour_context
 

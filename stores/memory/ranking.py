@@ -1,5 +1,4 @@
-"""How recalled memories are ranked: fusion of the two retrievers, recency, the final blend, and
-packing into a token budget.
+"""How recalled memories are ranked: fusion of the two retrievers, recency and the final blend.
 
 These are pure functions over plain values (scores by key, the stored JSON of candidates) so
 the ranking can be read, tested and tuned without Postgres (``tests/unit/test_memory_ranking``)
@@ -12,16 +11,15 @@ fetches the candidates and calls them in this order:
 2. :func:`relevance`: the fused values divided by the best, so relevance is in [0, 1];
 3. :func:`rank`: ``w_rel·relevance + w_imp·importance + w_rec·recency``, recency halving every
    ``half_life_days`` since ``last_seen_at`` (:func:`recency`), best first;
-4. :func:`pack`: the lines of the best hits that fit a token budget, for the prompt.
+4. ``graph.budget.fit_to_budget``: the lines of the best hits that fit a token budget (the
+   same rule as for graph facts).
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Mapping
 from datetime import datetime
 from typing import Any, NamedTuple
-
-from langchain_core.messages.utils import count_tokens_approximately
 
 from stores.memory.model import parse_dt
 
@@ -114,20 +112,3 @@ def rank(
         scored.append(Ranked(blend(weights, rel, importance, rec), rel, rec, key))
     scored.sort(key=lambda r: (-r.score, -r.relevance, r.key))
     return scored
-
-
-def pack(lines: Sequence[str], token_budget: int) -> list[int]:
-    """Indexes of the lines kept, in order, whose approximate tokens fit ``token_budget``.
-
-    A line that does not fit is skipped (a shorter, lower-ranked one may still fit), so the
-    budget is never exceeded and one long line cannot starve the rest.
-    """
-    kept: list[int] = []
-    used = 0
-    for i, line in enumerate(lines):
-        cost = count_tokens_approximately([line])
-        if used + cost > token_budget:
-            continue
-        used += cost
-        kept.append(i)
-    return kept

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from langchain_core.embeddings import Embeddings
 from psycopg_pool import AsyncConnectionPool
 
+from graph.budget import fit_to_budget
 from stores.errors import InvalidInput, NotFound
 from stores.ids import check_id
 from stores.memory import ranking, retrieval, sql
@@ -393,7 +394,7 @@ class MemoryStore:
         hits = await self.search(user_id, text, k=k, query_vector=query_vector)
         lines = [render_memory(hit.item) for hit in hits]
         out: builtins.list[Recalled] = []
-        for i in ranking.pack(lines, token_budget):
+        for i in fit_to_budget(lines, token_budget):
             hit = hits[i]
             out.append(
                 {"kind": "memory", "text": lines[i], "score": round(hit.score, 4),

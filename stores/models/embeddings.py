@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
+from cachetools import LRUCache
 from langchain_core.embeddings import Embeddings
 
 from stores.errors import ConfigurationError
@@ -67,8 +67,7 @@ class LazyEmbeddings(Embeddings):
         self._lock = threading.Lock()
         # One turn embeds its message for memory recall and again for graph recall; a small
         # cache of in-flight and finished query vectors makes that one model call.
-        self._queries: OrderedDict[str, asyncio.Future[list[float]]] = OrderedDict()
-        self._query_cache = query_cache
+        self._queries: LRUCache[str, asyncio.Future[list[float]]] = LRUCache(query_cache)
 
     @property
     def model(self) -> Embeddings:
@@ -92,10 +91,6 @@ class LazyEmbeddings(Embeddings):
         if future is None or (future.done() and future.exception() is not None):
             future = asyncio.ensure_future(asyncio.to_thread(self.embed_query, text))
             self._queries[text] = future
-            while len(self._queries) > self._query_cache:
-                self._queries.popitem(last=False)
-        else:
-            self._queries.move_to_end(text)
         return list(await asyncio.shield(future))
 
 

@@ -8,13 +8,13 @@ import hashlib
 import logging
 import time
 import weakref
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from cachetools import LRUCache
 from langchain_core.embeddings import Embeddings
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import (
@@ -152,8 +152,10 @@ class PooledPostgresSaver(AsyncPostgresSaver):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._newest: OrderedDict[tuple[str, str], str] = OrderedDict()
-        self._replayed: OrderedDict[tuple[str, str], tuple[str, dict[str, Any]]] = OrderedDict()
+        self._newest: LRUCache[tuple[str, str], str] = LRUCache(DELTA_CACHE_THREADS)
+        self._replayed: LRUCache[tuple[str, str], tuple[str, dict[str, Any]]] = LRUCache(
+            DELTA_CACHE_THREADS
+        )
         self._watches: dict[tuple[str, str], tuple[frozenset[str], asyncio.Future[None]]] = {}
 
     def watch(self, thread_id: str, channels: frozenset[str], ns: str = "") -> asyncio.Future[None]:
@@ -192,9 +194,6 @@ class PooledPostgresSaver(AsyncPostgresSaver):
             self._settle_watch(key, checkpoint, exc)
             raise
         self._newest[key] = str(saved["configurable"]["checkpoint_id"])
-        self._newest.move_to_end(key)
-        while len(self._newest) > DELTA_CACHE_THREADS:
-            self._newest.popitem(last=False)
         self._settle_watch(key, checkpoint, None)
         return saved
 
@@ -226,9 +225,6 @@ class PooledPostgresSaver(AsyncPostgresSaver):
         if newest is None:
             return
         self._replayed[key] = (newest, dict(values))
-        self._replayed.move_to_end(key)
-        while len(self._replayed) > DELTA_CACHE_THREADS:
-            self._replayed.popitem(last=False)
 
     def forget_channels(self, thread_id: str) -> None:
         for key in [k for k in self._replayed if k[0] == thread_id]:
@@ -241,7 +237,6 @@ class PooledPostgresSaver(AsyncPostgresSaver):
         hit = self._replayed.get(key)
         target = get_checkpoint_id(config)
         if hit is not None and target and hit[0] == target and all(c in hit[1] for c in channels):
-            self._replayed.move_to_end(key)
             # A fresh list: the channel's reducer must never share a list with the cache.
             return {c: {"seed": copy.copy(hit[1][c]), "writes": []} for c in channels}
         return await super().aget_delta_channel_history(config=config, channels=channels)

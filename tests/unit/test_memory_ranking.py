@@ -10,6 +10,7 @@ import pytest
 from langchain_core.messages.utils import count_tokens_approximately
 
 from bench.recall_variants import Variant, VariantMemoryStore, boost_time, rrf, split_overrides
+from graph.budget import fit_to_budget
 from graph.ports import MemoryPort
 from stores.errors import InvalidInput
 from stores.memory import ranking
@@ -127,14 +128,15 @@ def test_rank_leaves_out_vanished_items_and_other_kinds() -> None:
     assert missing_fields[0].score == pytest.approx(0.5 + 0.15 + 0.2)  # importance 0.5, now
 
 
-def test_pack_skips_what_does_not_fit_and_keeps_order() -> None:
+def test_budget_skips_what_does_not_fit_and_keeps_order() -> None:
+    """One rule for memories and facts: a line that does not fit is skipped, not a stop."""
     short, long = "User likes tea", "User " + "really " * 80 + "likes coffee"
     lines = [short, long, short, short]
     cost = count_tokens_approximately([short])
-    kept = ranking.pack(lines, token_budget=2 * cost)
+    kept = fit_to_budget(lines, token_budget=2 * cost)
     assert kept == [0, 2]
-    assert ranking.pack(lines, token_budget=0) == []
-    assert ranking.pack(lines, token_budget=10_000) == [0, 1, 2, 3]
+    assert fit_to_budget(lines, token_budget=0) == []
+    assert fit_to_budget(lines, token_budget=10_000) == [0, 1, 2, 3]
 
 
 def test_text_checks() -> None:

@@ -181,8 +181,11 @@ def parse_dt(value: Any) -> datetime | None:
 
 
 def check_text(text: str) -> str:
-    """The text with its whitespace collapsed; empty or too long is refused."""
+    """The text with its whitespace collapsed; empty, too long or NUL-bearing is refused
+    (PostgreSQL text cannot hold NUL, so it would fail later as a server error)."""
     text = " ".join(str(text).split())
+    if "\x00" in text:
+        raise InvalidInput("memory text contains a NUL character")
     if not text:
         raise InvalidInput("memory text is empty")
     if len(text) > MAX_TEXT_CHARS:

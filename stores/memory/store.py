@@ -422,6 +422,8 @@ class MemoryStore:
         self._require_ready()
         check_id("user id", user_id)
         query = " ".join(str(query).split())
+        if "\x00" in query:  # PostgreSQL text cannot hold it: a clear 4xx, not a 500
+            raise InvalidInput("the query contains a NUL character")
         if not query or k <= 0:
             return []
         cfg = self.config

@@ -145,6 +145,8 @@ def test_text_checks() -> None:
         check_text("   ")
     with pytest.raises(InvalidInput):
         check_text("x" * 8001)
+    with pytest.raises(InvalidInput, match="NUL"):  # found by the OpenAPI fuzzer: was a 500
+        check_text("tea\x00time")
     assert clamp01(1.5) == 1.0 and clamp01(-1) == 0.0
     with pytest.raises(InvalidInput):
         clamp01(float("nan"))

@@ -3,15 +3,16 @@
 Nodes import ``graph/`` only. They reach storage and models through :class:`TurnPorts`,
 found in the run's context (``Context.services``), so a node can be tested with any object
 of the right shape and no adapter module is imported by the state machine. The records that
-cross the ports (:class:`Recalled`) are defined here too, so adapters depend on this module
-and never on the graph's runtime code.
+cross the ports (:class:`Recalled`, and the outcomes of writes: :class:`TripleOutcome`,
+:class:`MemoryOutcome`) are defined here too, so adapters depend on this module and never on
+the graph's runtime code.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Literal, NotRequired, Protocol, cast
 
 from langchain_core.embeddings import Embeddings
 from langchain_core.language_models import BaseChatModel
@@ -40,6 +41,66 @@ class Recalled(TypedDict):
     """Store key or relation id, so the caller can trace a recalled line back."""
 
 
+SHOWN_CHARS = 300
+"""Longest text an outcome record keeps: they are shown in thread state, not used."""
+
+TripleFate = Literal["stored", "queued", "dropped"]
+"""Where an extracted triple went: the graph, the outbox (graph down), or nowhere."""
+
+
+class TripleOutcome(TypedDict):
+    """One extracted triple and what became of it, for the turn's ``extracted`` state."""
+
+    subject: str
+    predicate: str
+    object: str
+    confidence: float
+    outcome: TripleFate
+    reason: NotRequired[str]
+    """Why it was dropped (or queued): "not grounded in the user's words", "graph down"…"""
+
+
+MemoryFate = Literal["added", "merged", "dropped"]
+"""What a memory write did: a new item, merged into a near-duplicate, or nothing."""
+
+
+class MemoryOutcome(TypedDict):
+    """One extracted long-term memory and what became of it."""
+
+    kind: str
+    text: str
+    outcome: MemoryFate
+    id: NotRequired[str]
+    """The stored item's id (the new one, or the one it merged into)."""
+    reason: NotRequired[str]
+
+
+class Extracted(TypedDict, total=False):
+    """What the post-reply nodes made of one turn: small, and replaced every turn."""
+
+    turn: int
+    """The turn these outcomes belong to (``AgentState.turn`` after the reply)."""
+    triples: list[TripleOutcome]
+    memories: list[MemoryOutcome]
+    skipped: dict[str, str]
+    """Why a node extracted nothing, by part ("triples", "memories")."""
+
+
+def shown(text: str, limit: int = SHOWN_CHARS) -> str:
+    """``text`` cut to ``limit`` characters for an outcome record."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class StoredMemory(Protocol):
+    """What a memory write returns: the item as stored (``seen_count`` > 1 once merged)."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def seen_count(self) -> int: ...
+
+
 class MemoryPort(Protocol):
     """Per-user long-term memory: hybrid recall and deduplicating writes."""
 
@@ -66,8 +127,8 @@ class MemoryPort(Protocol):
         provenance: Sequence[str] = ...,
         subject: str | None = ...,
         metadata: Mapping[str, Any] | None = ...,
-    ) -> Any:
-        """Store one item (or merge it into a near-duplicate)."""
+    ) -> StoredMemory:
+        """Store one item (or merge it into a near-duplicate); returns the stored item."""
         ...
 
 
@@ -95,8 +156,8 @@ class FactPort(Protocol):
         thread_id: str | None,
         message_id: str | None,
         at_ms: int,
-    ) -> str:
-        """Store the triples, or queue them; returns where they went ("graph", "outbox")."""
+    ) -> list[TripleOutcome]:
+        """Store the triples, or queue them; returns each triple's outcome, in order."""
         ...
 
 

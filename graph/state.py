@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 from langchain_core.messages import AnyMessage
-from langgraph.channels import DeltaChannel, UntrackedValue
+from langgraph.channels import DeltaChannel
 from langgraph.graph.message import add_messages
 from typing_extensions import TypedDict
 
-from graph.ports import Recalled
+from graph.ports import Extracted, Recalled
 
 
 def fold_messages(current: list[AnyMessage], writes: Sequence[Any]) -> list[AnyMessage]:
@@ -24,6 +24,23 @@ def fold_messages(current: list[AnyMessage], writes: Sequence[Any]) -> list[AnyM
     for write in writes:
         state = add_messages(state, write)
     return list(state)
+
+
+def merge_extracted(current: Extracted | None, update: Extracted | None) -> Extracted:
+    """One turn's ``extracted``: the post-reply nodes' parts merged, a new turn replacing all.
+
+    ``extract_knowledge`` and ``write_memory`` run in the same step and each write their own
+    part ("triples", "memories"); ``load_memory`` opens a turn with ``{"turn": n}``. A write
+    for another turn replaces the value, so the field never accumulates across turns.
+    """
+    if not update:
+        return current or {}
+    if not current or current.get("turn") != update.get("turn"):
+        return update
+    merged = cast(Extracted, {**current, **update})
+    if "skipped" in current and "skipped" in update:
+        merged["skipped"] = {**current["skipped"], **update["skipped"]}
+    return merged
 
 
 class InputState(TypedDict):
@@ -42,7 +59,12 @@ class PlainInputState(TypedDict):
 class _TurnState(TypedDict, total=False):
     summary: str
     """Rolling summary of every message that was folded out of ``messages``."""
-    recalled: Annotated[list[Recalled], UntrackedValue(list)]
+    recalled: list[Recalled]
+    """What ``load_memory`` recalled for this turn (id, kind, score and the text as it went
+    into the prompt, already cut to the request's token budgets); replaced every turn."""
+    extracted: Annotated[Extracted, merge_extracted]
+    """What the post-reply nodes made of this turn: triples with their outcome (stored,
+    queued, dropped and why) and memories added or merged (see :func:`merge_extracted`)."""
     turn: int
     """Count of completed turns; cheap progress marker for benchmarks and the inspector."""
 
@@ -50,8 +72,9 @@ class _TurnState(TypedDict, total=False):
 class AgentState(InputState, _TurnState):
     """Thread state. Messages are stored as deltas so a checkpoint never rewrites history.
 
-    ``recalled`` lives in an untracked channel: it is rebuilt every turn from the stores and
-    is never written to a checkpoint, so recalled memories do not leak into thread history.
+    ``recalled`` and ``extracted`` are small, bounded records of the latest turn's memory work
+    (what went into the prompt, what was written), kept in the checkpoint so Studio and
+    ``get_state`` can show them. Each turn replaces them: they never grow with the thread.
     """
 
 

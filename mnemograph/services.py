@@ -20,6 +20,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.runnables import Runnable
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from langgraph.graph.state import CompiledStateGraph
+from langgraph.store.base import BaseStore
 from langgraph.store.postgres.aio import AsyncPostgresStore
 from psycopg import AsyncConnection
 from psycopg.rows import DictRow
@@ -29,6 +30,7 @@ from pydantic import BaseModel
 from graph.builder import build_graph
 from graph.structured import structured
 from stores.errors import ConfigurationError, MnemographError
+from stores.memory.langgraph_store import HybridMemoryStore
 from stores.postgres.embedded import start_embedded_postgres
 from stores.postgres.migrations import SCHEMA_VERSION, current_version
 from stores.postgres.migrations import migrate as migrate_schema
@@ -77,6 +79,7 @@ class Services:
     _chat_model: BaseChatModel | None = None
     _structured: dict[type[BaseModel], Runnable[Any, Any]] = field(default_factory=dict)
     _graph: CompiledStateGraph[Any, Any, Any, Any] | None = None
+    _hybrid: HybridMemoryStore | None = None
     _stack: AsyncExitStack = field(default_factory=AsyncExitStack)
 
     @property
@@ -120,14 +123,26 @@ class Services:
         Turns and state reads (API, CLI, export) share it: compiling costs milliseconds and
         allocates the whole graph. It is rebuilt only if the checkpointer or store changed.
         """
+        store = self.langgraph_store()
         graph = self._graph
-        if graph is None or graph.checkpointer is not self.checkpointer or (
-            graph.store is not self.store
-        ):
+        if graph is None or graph.checkpointer is not self.checkpointer or graph.store is not store:
             graph = self._graph = build_graph(
-                self.checkpointer, self.store, delta_messages=self.settings.delta_messages
+                self.checkpointer, store, delta_messages=self.settings.delta_messages
             )
         return graph
+
+    def langgraph_store(self) -> BaseStore | None:
+        """The ``BaseStore`` graphs are compiled with: the user's ``(user_id, "memories")``
+        namespace served by the hybrid memory, every other namespace by the Postgres store,
+        so ``get_store().asearch((user, "memories"), query=...)`` ranks like recall does."""
+        if self.store is None:
+            return None
+        if self.memory is None:
+            return self.store
+        hybrid = self._hybrid
+        if hybrid is None or hybrid.postgres is not self.store or hybrid.memory is not self.memory:
+            hybrid = self._hybrid = HybridMemoryStore(self.store, self.memory)
+        return hybrid
 
     def structured(self, schema: type[BaseModel]) -> Runnable[Any, Any]:
         """The chat model bound to answer as ``schema``, built once per schema: building it

@@ -1,42 +1,29 @@
-"""The graph ``langgraph.json`` points at: the turn pipeline for ``langgraph dev``.
+"""What ``langgraph.json`` points at, so ``langgraph dev`` (Studio) runs the same pipeline on
+the same stores as ``mnemograph serve``.
 
-The platform brings its own checkpointer and builds each run's context from the request, so
-no host can hand the nodes their services. The graph is built with a provider instead: on
-the first run it builds one :class:`~mnemograph.services.Services` (settings and the chat
-model, built lazily) and every later run reuses it. The provider owns that object; nothing
-is opened at import time.
+=====================  ============================================================
+``graphs.mnemograph``  :data:`graph`: the turn pipeline on the process's services, for
+                       the authenticated user (``studio_graph``)
+``checkpointer.path``  :func:`checkpointer`: the project's Postgres saver
+                       (``stores.postgres.savers.make_checkpointer``)
+``store.path``         :func:`store`: LangGraph's store over the hybrid memory
+``auth.path``          :data:`auth`: API key / JWT to user id, the dev user without one,
+                       per-user threads and store namespaces (``studio_auth``)
+``http.app``           :data:`app`: the REST API, inspector and ``/agent`` (``studio_app``)
+=====================  ============================================================
+
+langgraph-api imports this file once per extension point, under a new module name each
+time, so it holds no state: everything lives in the modules it re-exports, which Python
+imports once. The services (embedded or configured PostgreSQL, the graph server, the
+embedder, the chat model) are opened once per process, when the platform's lifespan enters
+the checkpointer, and closed when it exits (``studio_services``).
 """
 
 from __future__ import annotations
 
-import asyncio
-from typing import Any
+from mnemograph.studio_app import app
+from mnemograph.studio_auth import auth
+from mnemograph.studio_graph import graph, make_graph
+from mnemograph.studio_services import SERVICES, checkpointer, store
 
-from langgraph.graph.state import CompiledStateGraph
-
-from graph.builder import build_graph
-from graph.ports import TurnPorts
-from mnemograph.services import Services
-from stores.settings import get_settings
-
-
-class LazyServices:
-    """Builds the services on first use, once, even when runs start together."""
-
-    def __init__(self) -> None:
-        self._services: Services | None = None
-        self._lock = asyncio.Lock()
-
-    async def __call__(self) -> TurnPorts:
-        async with self._lock:
-            if self._services is None:
-                self._services = Services(settings=get_settings())
-            return self._services
-
-
-def make_graph() -> CompiledStateGraph[Any, Any, Any, Any]:
-    """The pipeline with lazily built services and no checkpointer (the platform's)."""
-    return build_graph(default_ports=LazyServices())
-
-
-graph = make_graph()
+__all__ = ["SERVICES", "app", "auth", "checkpointer", "graph", "make_graph", "store"]

@@ -26,7 +26,14 @@ from graph.facts import (
     attribute_subjects,
     grounded,
 )
-from graph.ports import Redactor, ports_of
+from graph.ports import (
+    Extracted,
+    Redactor,
+    TripleFate,
+    TripleOutcome,
+    ports_of,
+    shown,
+)
 from graph.render import last_exchange, worth_extracting
 from graph.state import AgentState
 
@@ -53,6 +60,21 @@ async def extract_triples(
     a small model it pulled facts onto the wrong subject ("Osaka is lovely! Do you visit her
     often?").
     """
+    kept, _ = await screen_triples(
+        extractor, user_text, question_text, redact=redact, min_confidence=min_confidence
+    )
+    return kept
+
+
+async def screen_triples(
+    extractor: Runnable[Any, Any],
+    user_text: str,
+    question_text: str = "",
+    *,
+    redact: Redactor | None = None,
+    min_confidence: float = MIN_CONFIDENCE,
+) -> tuple[list[Triple], list[TripleOutcome]]:
+    """:func:`extract_triples`, also returning the triples it dropped and why."""
     if redact is not None:
         user_text, question_text = redact(user_text), redact(question_text)
     question_block = (
@@ -71,12 +93,13 @@ async def extract_triples(
     ]
     result = await extractor.ainvoke(prompt)
     if result is None:
-        return []
+        return [], []
     parsed = (
         result if isinstance(result, ExtractedTriples) else ExtractedTriples.model_validate(result)
     )
     source = f"{question_text}\n{user_text}"
     kept: list[Triple] = []
+    dropped: list[TripleOutcome] = []
     named = alias_self(parsed.triples[:MAX_TRIPLES_PER_TURN], user_text)
     for triple in attribute_subjects(named, user_text):
         if redact is not None:
@@ -86,11 +109,30 @@ async def extract_triples(
                 object=redact(triple.object),
                 confidence=triple.confidence,
             )
-        if triple.confidence < min_confidence or not grounded(triple, source):
-            log.debug("dropped ungrounded or unsure triple %s", triple.predicate)
+        if triple.confidence < min_confidence:
+            reason = f"confidence {triple.confidence:.2f} below {min_confidence:.2f}"
+        elif not grounded(triple, source):
+            reason = "not grounded in the user's words"
+        else:
+            kept.append(triple)
             continue
-        kept.append(triple)
-    return kept
+        log.debug("dropped triple %s: %s", triple.predicate, reason)
+        dropped.append(triple_outcome(triple, "dropped", reason))
+    return kept, dropped
+
+
+def triple_outcome(triple: Triple, outcome: TripleFate, reason: str = "") -> TripleOutcome:
+    """The state record of one triple (texts cut to a displayable length)."""
+    record = TripleOutcome(
+        subject=shown(triple.subject),
+        predicate=shown(triple.predicate),
+        object=shown(triple.object),
+        confidence=round(triple.confidence, 3),
+        outcome=outcome,
+    )
+    if reason:
+        record["reason"] = reason
+    return record
 
 
 def _thread_id() -> str | None:
@@ -102,29 +144,45 @@ def _thread_id() -> str | None:
 
 
 async def extract_knowledge(state: AgentState, runtime: Runtime[Context]) -> dict[str, Any]:
-    """Extract triples from the last exchange and store them (or queue them). Writes no state."""
+    """Extract triples from the last exchange and store them (or queue them).
+
+    Its state update is the turn's ``extracted["triples"]``: every triple the model gave, with
+    its outcome (stored, queued, dropped and why), or ``extracted["skipped"]["triples"]``
+    saying why nothing was extracted.
+    """
     ctx = runtime.context or Context()
     human, question = last_exchange(state.get("messages", []))
-    if human is None or not worth_extracting(human.text):
+    if human is None:
         return {}
+    turn = state.get("turn", 0)
+    if not worth_extracting(human.text):
+        return _skipped(turn, "nothing stated (a question or a pleasantry)")
     await after_reply(ctx)
     ports = ports_of(ctx.services)
     facts = ports.facts
     if facts is None:
-        return {}  # no knowledge graph configured in this process
+        return _skipped(turn, "no knowledge graph in this process")
     at_ms = int(time.time() * 1000)
     try:
-        triples = await extract_triples(
+        triples, dropped = await screen_triples(
             ports.structured(ExtractedTriples), human.text, question, redact=ports.redact
         )
     except Exception as exc:  # an LLM failure must not fail the turn
         log.warning("knowledge extraction skipped: %s", type(exc).__name__)
-        return {}
-    try:
-        outcome = await facts.write(
-            ctx.user_id, triples, thread_id=_thread_id(), message_id=human.id, at_ms=at_ms
-        )
-        log.debug("knowledge: %d triples -> %s", len(triples), outcome)
-    except Exception:  # e.g. Postgres also down: log it, the reply is already out
-        log.exception("knowledge write failed; %d triples lost", len(triples))
-    return {}
+        return _skipped(turn, f"extraction failed: {type(exc).__name__}")
+    outcomes: list[TripleOutcome] = []
+    if triples:
+        try:
+            outcomes = await facts.write(
+                ctx.user_id, triples, thread_id=_thread_id(), message_id=human.id, at_ms=at_ms
+            )
+            log.debug("knowledge: %d triples written", len(triples))
+        except Exception as exc:  # e.g. Postgres also down: log it, the reply is already out
+            log.exception("knowledge write failed; %d triples lost", len(triples))
+            reason = f"write failed: {type(exc).__name__}"
+            outcomes = [triple_outcome(t, "dropped", reason) for t in triples]
+    return {"extracted": Extracted(turn=turn, triples=[*outcomes, *dropped])}
+
+
+def _skipped(turn: int, why: str) -> dict[str, Any]:
+    return {"extracted": Extracted(turn=turn, triples=[], skipped={"triples": why})}

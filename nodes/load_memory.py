@@ -10,7 +10,15 @@ from typing import Any
 from langgraph.runtime import Runtime
 
 from graph.context import Context
-from graph.ports import FactPort, MemoryPort, QueryVector, Recalled, TurnPorts, ports_of
+from graph.ports import (
+    Extracted,
+    FactPort,
+    MemoryPort,
+    QueryVector,
+    Recalled,
+    TurnPorts,
+    ports_of,
+)
 from graph.render import last_human_text
 from graph.state import AgentState
 
@@ -18,16 +26,21 @@ log = logging.getLogger(__name__)
 
 
 async def load_memory(state: AgentState, runtime: Runtime[Context]) -> dict[str, Any]:
-    """Fill ``recalled`` for this turn. A store that fails degrades recall, never the turn."""
+    """Fill ``recalled`` for this turn. A store that fails degrades recall, never the turn.
+
+    It also opens the turn's ``extracted`` record (``{"turn": n}``), so the state never shows
+    the previous turn's extraction next to this turn's recall.
+    """
     ctx = runtime.context or Context()
     text = last_human_text(state.get("messages", []))
     recalled: list[Recalled] = []
+    opened = {"extracted": Extracted(turn=state.get("turn", 0) + 1)}
     if not text:
-        return {"recalled": recalled}
+        return {"recalled": recalled, **opened}
     ports = ports_of(ctx.services)
     recalls = _recalls(ports, ctx, text)
     if not recalls:
-        return {"recalled": recalled}
+        return {"recalled": recalled, **opened}
     # Both recalls compare the message with vectors of the same embedder: embed it once.
     embedder = ports.embeddings
     vector = (
@@ -49,8 +62,19 @@ async def load_memory(state: AgentState, runtime: Runtime[Context]) -> dict[str,
         if isinstance(result, BaseException):  # a broken store must not break chat
             log.error("recall failed in %s: %r", name, result)
         else:
-            recalled.extend(result)
-    return {"recalled": recalled}
+            recalled.extend(_tracked(r) for r in result)
+    return {"recalled": recalled, **opened}
+
+
+def _tracked(item: Recalled) -> Recalled:
+    """The record as the thread state keeps it: the prompt text as recalled (the store already
+    fitted it to the token budget), the score rounded, nothing else a store may have added."""
+    return Recalled(
+        kind=item["kind"],
+        text=item["text"],
+        score=round(float(item["score"]), 4),
+        source=item["source"],
+    )
 
 
 Recall = Callable[[QueryVector | None], Awaitable[list[Recalled]]]

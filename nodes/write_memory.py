@@ -3,8 +3,8 @@ semantic) and store them for the user, merging near-duplicates.
 
 It runs after ``call_model``, so the model's words never become memory mid-turn, and items
 must come from the user's own message (the reply is context, not a source). It never raises
-into the turn: the answer is already out, so a failed extraction or write is logged and
-skipped.
+into the turn: the answer is already out, so a failed extraction or write is logged,
+skipped, and reported in the turn's ``extracted`` record.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pydantic import BaseModel, Field
 
 from graph import prompts
 from graph.context import Context, after_reply
-from graph.ports import ports_of
+from graph.ports import Extracted, MemoryOutcome, ports_of, shown
 from graph.render import last_exchange, worth_extracting
 from graph.state import AgentState
 
@@ -88,6 +88,14 @@ async def extract_memories(
     ``extractor`` is the chat model bound to :class:`ExtractedMemories`
     (``TurnPorts.structured``, or ``graph.structured.structured`` outside a turn).
     """
+    kept, _ = await screen_memories(extractor, messages)
+    return kept
+
+
+async def screen_memories(
+    extractor: Runnable[Any, Any], messages: Sequence[BaseMessage]
+) -> tuple[list[ExtractedMemory], list[MemoryOutcome]]:
+    """:func:`extract_memories`, also returning the items it dropped and why."""
     human_ids = {m.id for m in messages if isinstance(m, HumanMessage) and m.id}
     prompt = [
         SystemMessage(content=prompts.EXTRACT_MEMORIES_SYSTEM),
@@ -95,47 +103,67 @@ async def extract_memories(
     ]
     result = await extractor.ainvoke(prompt)
     if result is None:
-        return []
+        return [], []
     parsed = (
         result
         if isinstance(result, ExtractedMemories)
         else ExtractedMemories.model_validate(result)
     )
     kept: list[ExtractedMemory] = []
+    dropped: list[MemoryOutcome] = []
     for item in parsed.items[:MAX_ITEMS_PER_TURN]:
         if not item.text.strip():
             continue
         cited = [s for s in item.source_ids if s in human_ids]
         if item.source_ids and not cited:
             log.debug("dropped a memory sourced only from assistant messages")
+            dropped.append(
+                MemoryOutcome(
+                    kind=item.type,
+                    text=shown(item.text),
+                    outcome="dropped",
+                    reason="sourced only from assistant messages",
+                )
+            )
             continue
         item.source_ids = cited or sorted(human_ids)
         kept.append(item)
-    return kept
+    return kept, dropped
 
 
 async def write_memory(state: AgentState, runtime: Runtime[Context]) -> dict[str, Any]:
     """Extract items from the last exchange and store them for ``context.user_id``.
 
-    Writes no graph state; every failure is logged and the turn goes on.
+    Its state update is the turn's ``extracted["memories"]``: each item added, merged into a
+    near-duplicate, or dropped (and why), or ``extracted["skipped"]["memories"]`` saying why
+    nothing was extracted. Every failure is logged and the turn goes on.
     """
+    turn = state.get("turn", 0)
     try:
         ctx = runtime.context or Context()
         await after_reply(ctx)
         exchange = exchange_messages(state.get("messages", []))
-        if not exchange or not worth_extracting(exchange[-1].text):
+        if not exchange:
             return {}
+        if not worth_extracting(exchange[-1].text):
+            return _skipped(turn, "nothing stated (a question or a pleasantry)")
         ports = ports_of(ctx.services)
         memory = ports.memory
         if memory is None:
-            return {}
-        items = await extract_memories(ports.structured(ExtractedMemories), exchange)
-        redact = ports.redact
-        said_at = datetime.now(UTC)
-        for item in items:
-            await memory.add(
+            return _skipped(turn, "no long-term memory in this process")
+        items, dropped = await screen_memories(ports.structured(ExtractedMemories), exchange)
+    except Exception as exc:  # the reply is already out; memory must not fail the turn
+        log.warning("memory write skipped: %s: %s", type(exc).__name__, exc)
+        return _skipped(turn, f"extraction failed: {type(exc).__name__}")
+    redact = ports.redact
+    said_at = datetime.now(UTC)
+    outcomes: list[MemoryOutcome] = []
+    for item in items:
+        text = redact(item.text) if redact is not None else item.text
+        try:
+            stored = await memory.add(
                 ctx.user_id,
-                redact(item.text) if redact is not None else item.text,
+                text,
                 event_at=said_at,
                 kind=item.type,
                 importance=item.importance,
@@ -143,8 +171,29 @@ async def write_memory(state: AgentState, runtime: Runtime[Context]) -> dict[str
                 subject=item.subject,
                 metadata={"source": "conversation"},
             )
-        if items:
-            log.debug("wrote %d memories for %s", len(items), ctx.user_id)
-    except Exception as exc:  # the reply is already out; memory must not fail the turn
-        log.warning("memory write skipped: %s: %s", type(exc).__name__, exc)
-    return {}
+        except Exception as exc:
+            log.warning("memory write skipped: %s: %s", type(exc).__name__, exc)
+            outcomes.append(
+                MemoryOutcome(
+                    kind=item.type,
+                    text=shown(text),
+                    outcome="dropped",
+                    reason=f"write failed: {type(exc).__name__}",
+                )
+            )
+            continue
+        outcomes.append(
+            MemoryOutcome(
+                kind=item.type,
+                text=shown(text),
+                outcome="merged" if stored.seen_count > 1 else "added",
+                id=str(stored.id),
+            )
+        )
+    if items:
+        log.debug("wrote %d memories for %s", len(items), ctx.user_id)
+    return {"extracted": Extracted(turn=turn, memories=[*outcomes, *dropped])}
+
+
+def _skipped(turn: int, why: str) -> dict[str, Any]:
+    return {"extracted": Extracted(turn=turn, memories=[], skipped={"memories": why})}

@@ -1,5 +1,6 @@
-"""Assemble the HTTP app: lifespan, middleware, exception handlers, the REST routers,
-LangServe's ``/agent`` and the inspector page.
+"""Assemble the HTTP app: lifespan, middleware, exception handlers, the REST routers, the
+Agent Protocol (``/threads``, ``/runs``, ``/assistants``, ``/store``), LangServe's ``/agent``
+and the inspector page.
 
 Routes authenticate, check ownership, and hand over to the same services and turn runner the
 CLI uses. What lives as long as the app (services, runner, rate limiter, latency samples)
@@ -24,6 +25,8 @@ from mnemograph.web.errors import EXCEPTION_HANDLERS
 from mnemograph.web.inspector import mount_inspector
 from mnemograph.web.middleware import Latency, limits_and_timing
 from mnemograph.web.routes import ROUTERS
+from mnemograph.web.routes.protocol import ROUTERS as PROTOCOL_ROUTERS
+from mnemograph.web.routes.protocol.records import ThreadBook
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 
@@ -38,6 +41,7 @@ async def _serving(app: FastAPI, services: Services) -> AsyncIterator[None]:
     app.state.users = services.users
     app.state.runner = app.state.agent.runner = runner
     app.state.limiter = RateLimiter(services.settings.rate_limit_per_min)
+    app.state.thread_book = book = ThreadBook(services, runner)
     # Memory work a dead process owed is finished in the background, not at startup.
     recovery = asyncio.create_task(runner.recover_all(), name="recover-unfinished-runs")
     try:
@@ -45,6 +49,7 @@ async def _serving(app: FastAPI, services: Services) -> AsyncIterator[None]:
     finally:
         await asyncio.gather(recovery, return_exceptions=True)
         await runner.drain()
+        await book.drain()
 
 
 def _lifespan(services: Services | None) -> Lifespan:
@@ -62,8 +67,12 @@ def _lifespan(services: Services | None) -> Lifespan:
     return lifespan
 
 
-def create_app(services: Services | None = None) -> FastAPI:
-    """Build the app; tests pass already-open services, production opens its own."""
+def create_app(services: Services | None = None, *, agent_protocol: bool = True) -> FastAPI:
+    """Build the app; tests pass already-open services, production opens its own.
+
+    ``agent_protocol=False`` leaves out the Agent Protocol routes, for hosting this app
+    inside langgraph_api (``langgraph.json`` ``http.app``), whose own routes serve them.
+    """
     app = FastAPI(
         title="Mnemograph",
         version="0.1.0",
@@ -77,6 +86,9 @@ def create_app(services: Services | None = None) -> FastAPI:
     app.middleware("http")(limits_and_timing)
     for router in ROUTERS:
         app.include_router(router)
+    if agent_protocol:
+        for router in PROTOCOL_ROUTERS:
+            app.include_router(router)
     mount_agent(app, app.state.agent)
     mount_inspector(app)
     return app

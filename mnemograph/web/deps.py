@@ -99,12 +99,13 @@ def _rate_limit(request: Request, user_id: str) -> None:
 
 
 async def current_user(request: Request) -> str:
-    """The caller's user id, from `Authorization: Bearer <key>` or `X-API-Key`; rate-limited."""
+    """The caller's user id, from `Authorization: Bearer <key>` or `X-Api-Key: <key>` (what
+    ``langgraph_sdk`` sends); the bearer token wins when both are given. Rate-limited."""
     header = request.headers.get("authorization", "")
     key = header[7:].strip() if header.lower().startswith("bearer ") else ""
     key = key or request.headers.get("x-api-key", "").strip()
     if not key:
-        raise HTTPException(401, "missing API key (Authorization: Bearer <key>)")
+        raise HTTPException(401, "missing API key (Authorization: Bearer <key>, or X-Api-Key)")
     settings = request.app.state.services.settings
     if settings.jwt_secret is not None and key.count(".") == 2:
         user_id = _jwt_user(key, settings)

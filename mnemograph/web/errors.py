@@ -15,9 +15,15 @@ from psycopg_pool import PoolTimeout
 from stores.errors import InvalidInput, MnemographError, NotFound, ServiceUnavailable
 
 
+class Conflict(MnemographError):
+    """The caller's own resource already exists and they asked for a new one (409)."""
+
+
 async def known_errors(request: Request, exc: Exception) -> JSONResponse:
     status = 400
-    if isinstance(exc, NotFound):
+    if isinstance(exc, Conflict):
+        status = 409
+    elif isinstance(exc, NotFound):
         status = 404
     elif isinstance(exc, ServiceUnavailable):
         status = 503

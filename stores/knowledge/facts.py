@@ -14,14 +14,63 @@ from typing import Any
 
 from langchain_core.embeddings import Embeddings
 
-from graph.facts import Triple
-from graph.ports import Recalled
+from graph.facts import (
+    SINGLE_VALUED,
+    Triple,
+    normalize_entity,
+    normalize_object,
+    normalize_predicate,
+)
+from graph.ports import Recalled, TripleFate, TripleOutcome, shown
 from stores.knowledge.bolt import GraphStore
 from stores.knowledge.outbox import GraphOutbox, WriteOutcome, write_or_enqueue
 from stores.knowledge.recall import FactRecall
 from stores.knowledge.rules import prepare
 
 log = logging.getLogger(__name__)
+
+
+_WHERE: dict[WriteOutcome, tuple[TripleFate, str]] = {
+    "graph": ("stored", ""),
+    "outbox": ("queued", "graph server unavailable: queued in the outbox for replay"),
+    "skipped": ("dropped", "graph server unavailable and no outbox"),
+}
+
+
+def write_outcomes(triples: Sequence[Triple], where: WriteOutcome) -> list[TripleOutcome]:
+    """Each triple's outcome once the batch went ``where``, in order.
+
+    The batch is normalized as the graph store does (``rules.prepare``): a triple that left
+    nothing to store (empty or self-referential), or that a later value for the same
+    single-valued relation replaced within the batch, is reported as dropped.
+    """
+    kept = {(row["s"], row["p"], row["o"]) for row in prepare(triples)}
+    fate, note = _WHERE[where]
+    out: list[TripleOutcome] = []
+    for t in triples:
+        s, p = normalize_entity(t.subject), normalize_predicate(t.predicate)
+        o = normalize_object(p, normalize_entity(t.object))
+        if (s, p, o) in kept:
+            this, reason = fate, note
+        elif not s or not p or not o:
+            this, reason = "dropped", "empty after normalization"
+        elif s == o:
+            this, reason = "dropped", "subject and object are the same"
+        elif p in SINGLE_VALUED:
+            this, reason = "dropped", "replaced by a later value in the same message"
+        else:
+            this, reason = "dropped", "over the per-turn limit"
+        record = TripleOutcome(
+            subject=shown(t.subject),
+            predicate=shown(t.predicate),
+            object=shown(t.object),
+            confidence=round(t.confidence, 3),
+            outcome=this,
+        )
+        if reason:
+            record["reason"] = reason
+        out.append(record)
+    return out
 
 
 class KnowledgeGraph:
@@ -61,8 +110,12 @@ class KnowledgeGraph:
         thread_id: str | None,
         message_id: str | None,
         at_ms: int,
-    ) -> WriteOutcome:
-        """Write to the graph (or queue), then list and embed the new names for recall."""
+    ) -> list[TripleOutcome]:
+        """Write to the graph (or queue), then list and embed the new names for recall.
+
+        Returns each triple's outcome, in order: "stored" in the graph, "queued" in the
+        outbox while the graph is down, or "dropped" with the reason.
+        """
         outcome = await write_or_enqueue(
             self.graph,
             self.outbox,
@@ -78,7 +131,7 @@ class KnowledgeGraph:
                 await self.recaller.entities_written(user_id, names)
             except Exception:  # only a cache warm-up; recall embeds the names itself if need be
                 log.warning("could not embed new entity names", exc_info=True)
-        return outcome
+        return write_outcomes(triples, outcome)
 
     async def export_user(self, user_id: str) -> dict[str, Any]:
         """The user's graph and queued writes, as the export document's two sections."""

@@ -7,9 +7,12 @@ is laid out, and why, is told in :mod:`stores.memory`. Around it: the records an
 ranking in :mod:`stores.memory.ranking`, the query text in :mod:`stores.memory.sql`; the
 tables are made by migration 1 in :mod:`stores.postgres.migrations`.
 
-Writes should go through :class:`MemoryStore` (LangGraph's ``store.aput`` does not refresh
-the derived index). On a Postgres without pgvector the vector table is absent and search
-runs on full text alone, with one warning logged at setup.
+Writes should go through :class:`MemoryStore` (a plain LangGraph ``store.aput`` does not
+refresh the derived index); LangGraph code gets
+:class:`stores.memory.langgraph_store.HybridMemoryStore`, a ``BaseStore`` that routes the
+memories namespace here (:meth:`MemoryStore.put` is its write). On a Postgres without
+pgvector the vector table is absent and search runs on full text alone, with one warning
+logged at setup.
 """
 
 from __future__ import annotations
@@ -179,18 +182,10 @@ class MemoryStore:
             if dedup:
                 existing = await self._find_duplicate(conn, user_id, text, subject, vector)
             if existing is not None:
-                item = existing
-                item.importance = min(
-                    1.0, max(existing.importance, importance) + self.config.importance_bump
-                )
-                item.last_seen_at = at
-                item.seen_count += 1
-                item.text = text
-                item.event_at = aware(event_at) or existing.event_at
-                item.provenance = list(dict.fromkeys([*existing.provenance, *provenance]))
-                item.metadata = {**existing.metadata, **dict(metadata or {})}
-                item.subject = subject or existing.subject
-                item.context = context or existing.context
+                item = self._merged(
+                    existing, text, importance, event_at, provenance, metadata, subject,
+                    context, at,
+                )  # fmt: skip
             else:
                 item = MemoryItem(
                     id=uuid.uuid4().hex,
@@ -208,6 +203,139 @@ class MemoryStore:
                 )
             await self._write(conn, [item], [vector] if vector is not None else None)
         return item
+
+    def _merged(
+        self,
+        existing: MemoryItem,
+        text: str,
+        importance: float,
+        event_at: datetime | None,
+        provenance: Sequence[str],
+        metadata: Mapping[str, Any] | None,
+        subject: str | None,
+        context: str | None,
+        at: datetime,
+    ) -> MemoryItem:
+        """``existing`` with a repeated statement merged in (see :meth:`add`)."""
+        item = existing
+        item.importance = min(
+            1.0, max(existing.importance, importance) + self.config.importance_bump
+        )
+        item.last_seen_at = at
+        item.seen_count += 1
+        item.text = text
+        item.event_at = aware(event_at) or existing.event_at
+        item.provenance = list(dict.fromkeys([*existing.provenance, *provenance]))
+        item.metadata = {**existing.metadata, **dict(metadata or {})}
+        item.subject = subject or existing.subject
+        item.context = context or existing.context
+        return item
+
+    async def put(
+        self,
+        user_id: str,
+        key: str,
+        text: str,
+        *,
+        kind: str | None = None,
+        importance: float | None = None,
+        event_at: datetime | None = None,
+        provenance: Sequence[str] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        subject: str | None = None,
+        context: str | None = None,
+        dedup: bool | None = None,
+    ) -> MemoryItem:
+        """Write one memory under a key the caller chose (LangGraph's ``BaseStore.put``).
+
+        - **The key names an item of this user: it is edited in place.** The fields given
+          replace the stored ones, those left ``None`` keep their value; ``created_at`` and
+          ``seen_count`` stay, ``last_seen_at`` becomes now. No dedup: the caller named the
+          item it means.
+        - **Otherwise the memory is added as** :meth:`add` **adds it**, defaults and dedup
+          included. When it merges into a duplicate stored under another key, the merged
+          item *moves* to ``key`` (the duplicate's old key is gone, in the same
+          transaction), so the item is always found under the key the caller chose.
+
+        ``key`` follows the id alphabet (``stores.ids.check_id``), as generated ids do, so
+        every item stays addressable by the CLI and REST.
+        """
+        self._require_ready()
+        check_id("user id", user_id)
+        check_id("memory key", key)
+        text = check_text(text)
+        if kind is not None:
+            check_kind(kind)
+        if importance is not None:
+            importance = clamp01(importance)
+        # Embed outside the transaction, with the context the item will have; an edit that
+        # gives no context keeps the stored one (looked up first, re-checked under the lock).
+        before = await self._get_row(user_id, key)
+        planned = context if context is not None or before is None else before.context
+        vector = await self._embed_one(text, planned)
+        at = now()
+        async with self._pool.connection() as conn, conn.transaction():
+            cur = await conn.execute(sql.GET + " FOR UPDATE", (store_prefix(user_id), key))
+            row = await cur.fetchone()
+            if row is not None:  # an edit of this very item
+                item = item_from(user_id, row["key"], row["value"])
+                item.text = text
+                item.kind = kind if kind is not None else item.kind
+                item.importance = importance if importance is not None else item.importance
+                item.event_at = aware(event_at) or item.event_at
+                if provenance is not None:
+                    item.provenance = [str(p) for p in provenance]
+                if metadata is not None:
+                    item.metadata = dict(metadata)
+                item.subject = subject if subject is not None else item.subject
+                item.context = context if context is not None else item.context
+                item.last_seen_at = at
+                if item.context != planned:  # changed since the look-up: embed what is stored
+                    vector = await self._embed_one(text, item.context)
+            else:
+                kind = kind or "fact"
+                importance = 0.5 if importance is None else importance
+                if dedup is None:
+                    dedup = kind != "turn"
+                existing = None
+                if dedup:
+                    existing = await self._find_duplicate(conn, user_id, text, subject, vector)
+                if existing is not None:
+                    item = self._merged(
+                        existing, text, importance, event_at, provenance or (), metadata,
+                        subject, context, at,
+                    )  # fmt: skip
+                    await conn.execute(sql.DELETE, (store_prefix(user_id), existing.id))
+                    item.id = key
+                    if item.context != planned:
+                        vector = await self._embed_one(text, item.context)
+                else:
+                    item = MemoryItem(
+                        id=key,
+                        user_id=user_id,
+                        text=text,
+                        kind=kind,
+                        importance=importance,
+                        event_at=aware(event_at),
+                        created_at=at,
+                        last_seen_at=at,
+                        provenance=[str(p) for p in provenance or ()],
+                        metadata=dict(metadata or {}),
+                        subject=subject,
+                        context=context,
+                    )
+            await self._write(conn, [item], [vector] if vector is not None else None)
+        return item
+
+    async def _get_row(self, user_id: str, key: str) -> MemoryItem | None:
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(sql.GET, (store_prefix(user_id), key))
+            row = await cur.fetchone()
+        return None if row is None else item_from(user_id, row["key"], row["value"])
+
+    async def _embed_one(self, text: str, context: str | None) -> list[float] | None:
+        vectors = await self._embed_docs([self._embedding_text(text, context)])
+        return vectors[0] if vectors else None
 
     async def _find_duplicate(
         self,

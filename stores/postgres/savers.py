@@ -337,13 +337,26 @@ async def make_checkpointer(
 
 
 async def make_store(
-    pool: AsyncConnectionPool[Any], *, embeddings: Embeddings | None, dims: int, create: bool = True
+    pool: AsyncConnectionPool[Any],
+    *,
+    embeddings: Embeddings | None = None,
+    dims: int | None = None,
+    create: bool = True,
 ) -> AsyncPostgresStore:
-    """Build the LangGraph store; with pgvector and embeddings it indexes items' ``text``."""
-    index: Any = None
-    if embeddings is not None:
-        index = {"dims": dims, "embed": embeddings, "fields": ["text"]}
-    store = AsyncPostgresStore(conn=pool, index=index)
+    """Build LangGraph's plain key-value store on the pool, with no vector index.
+
+    Long-term memories are searched by ``stores.memory.store.MemoryStore`` (full text and
+    vectors of its own), and graphs get ``stores.memory.langgraph_store.HybridMemoryStore``,
+    which routes the memories namespace there and every other namespace to this store. A
+    LangGraph ``index=`` here embedded every ``put`` for a ``store_vectors`` table nothing
+    searched, so none is configured: ``setup()`` then runs only the ``store`` table's own
+    migrations and neither creates nor touches ``store_vectors`` (a database made by an
+    earlier release keeps that table, unused and harmless; deleting a store row still
+    cascades to it). ``embeddings`` and ``dims`` are accepted for existing callers and
+    ignored.
+    """
+    del embeddings, dims  # no LangGraph vector index (see above)
+    store = AsyncPostgresStore(conn=pool)
     if create:  # skipped when the schema is current (stores.postgres.migrations)
         await store.setup()
     return store

@@ -110,7 +110,7 @@ def test_sigkill_mid_turn_loses_no_acknowledged_turn(
     try:
         deadline = time.monotonic() + 120
         while True:
-            detail = httpx.get(f"{url}/threads/{thread}", headers=headers, timeout=30).json()
+            detail = httpx.get(f"{url}/api/threads/{thread}", headers=headers, timeout=30).json()
             contents = [m["content"] for m in detail["messages"]]
             done = contents[-1].startswith("echo: ") and "first question" in " ".join(
                 [*contents, detail["summary"]]

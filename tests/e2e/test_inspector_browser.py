@@ -138,6 +138,13 @@ async def run_page(
         debug=PAGE_STATE,
     )
     assert await page.evaluate(f"localStorage.getItem('mnemograph.apiKey') === {json.dumps(key)}")
+    # The page reads threads from the REST routes under /api/threads (/threads is the Agent
+    # Protocol's, with another shape).
+    fetched = await page.evaluate(
+        "performance.getEntriesByType('resource').map(e => new URL(e.name).pathname)"
+    )
+    assert "/api/threads" in fetched, fetched
+    assert not [p for p in fetched if p == "/threads" or p.startswith("/threads/")], fetched
 
     # The graph: three current facts drawn solid, the invalidated one dashed grey.
     await page.wait_for("document.getElementById('kg').dataset.rendered === 'true'")

@@ -134,7 +134,7 @@ async def test_injection_text_is_stored_verbatim(
         res = await client.post("/agent/invoke", json=_agent(thread, text), headers=headers)
         assert res.status_code == 200, res.text
         assert res.json()["output"]["messages"][-1]["content"] == "echo: " + " ".join(text.split())
-    detail = (await client.get(f"/threads/{thread}", headers=headers)).json()
+    detail = (await client.get(f"/api/threads/{thread}", headers=headers)).json()
     humans = [m["content"] for m in detail["messages"] if m["type"] == "human"]
     assert humans == payloads  # stored as data, byte for byte
     async with services.pool.connection() as conn:

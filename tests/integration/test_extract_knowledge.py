@@ -157,8 +157,18 @@ async def test_extract_applies_the_redaction_hook() -> None:
 async def test_node_writes_to_graph_with_provenance(graph_store: GraphStore, kg_user: str) -> None:
     services = make_services(graph_store, None, triple_model(rule_script))
     human = HumanMessage(content="I live in Oslo and I like skiing", id="h-1")
-    state: Any = {"messages": [human, AIMessage(content="Cool", id="a-1")]}
-    assert await extract_knowledge(state, runtime(kg_user, services)) == {}
+    state: Any = {"messages": [human, AIMessage(content="Cool", id="a-1")], "turn": 3}
+    assert await extract_knowledge(state, runtime(kg_user, services)) == {
+        "extracted": {
+            "turn": 3,
+            "triples": [
+                {"subject": "I", "predicate": "live in", "object": "Oslo", "confidence": 0.9,
+                 "outcome": "stored"},
+                {"subject": "I", "predicate": "likes", "object": "skiing", "confidence": 0.9,
+                 "outcome": "stored"},
+            ],
+        }
+    }  # fmt: skip
     facts = await graph_store.current_facts(kg_user)
     assert spo(facts) == {("user", "lives_in", "oslo"), ("user", "likes", "skiing")}
     assert {f["source_message"] for f in facts} == {"h-1"}
@@ -169,23 +179,40 @@ async def test_node_never_raises(
 ) -> None:
     state: Any = {"messages": [HumanMessage(content="I live in Rome", id="h"), AIMessage("ok")]}
     broken = triple_model(rule_script, fail=True)
-    assert (
-        await extract_knowledge(state, runtime(kg_user, make_services(graph_store, outbox, broken)))
-        == {}
+    update = await extract_knowledge(
+        state, runtime(kg_user, make_services(graph_store, outbox, broken))
     )
+    assert update == {
+        "extracted": {
+            "turn": 0, "triples": [], "skipped": {"triples": "extraction failed: RuntimeError"}
+        }
+    }  # fmt: skip
     assert await graph_store.current_facts(kg_user) == []
+
+    def outcomes(update: dict[str, Any]) -> list[tuple[str, str, str]]:
+        triples = update["extracted"]["triples"]
+        return [(t["object"], t["outcome"], t.get("reason", "")) for t in triples]
 
     # Graph down: the triples are queued, the turn goes on.
     services = make_services(dead_graph_store, outbox, triple_model(rule_script))
-    assert await extract_knowledge(state, runtime(kg_user, services)) == {}
+    update = await extract_knowledge(state, runtime(kg_user, services))
+    assert outcomes(update) == [
+        ("Rome", "queued", "graph server unavailable: queued in the outbox for replay")
+    ]
     assert await outbox.count(kg_user) == 1
     # Graph down and no outbox: logged and dropped, still no exception.
     services = make_services(dead_graph_store, None, triple_model(rule_script))
-    assert await extract_knowledge(state, runtime(kg_user, services)) == {}
+    update = await extract_knowledge(state, runtime(kg_user, services))
+    assert outcomes(update) == [("Rome", "dropped", "graph server unavailable and no outbox")]
     # Nothing worth extracting: the model is not called at all.
     quiet = triple_model(rule_script)
     small_talk: Any = {"messages": [HumanMessage(content="thanks!"), AIMessage("you're welcome")]}
-    await extract_knowledge(small_talk, runtime(kg_user, make_services(graph_store, outbox, quiet)))
+    update = await extract_knowledge(
+        small_talk, runtime(kg_user, make_services(graph_store, outbox, quiet))
+    )
+    assert update["extracted"]["skipped"] == {
+        "triples": "nothing stated (a question or a pleasantry)"
+    }
     assert quiet.calls == []
 
 

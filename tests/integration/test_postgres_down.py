@@ -50,7 +50,7 @@ async def test_routes_answer_503_and_recover(tmp_path: Path) -> None:
                         break
                     await asyncio.sleep(0.5)
                 assert (await c.get("/health")).status_code == 200
-                res = await c.get("/threads/t-down", headers=headers)
+                res = await c.get("/api/threads/t-down", headers=headers)
                 assert res.status_code == 200, res.text
                 assert [m["content"] for m in res.json()["messages"]] == [
                     "hello", "echo: hello",

@@ -64,12 +64,20 @@ def agent_body(thread: str, text: str = "hello", **knobs: Any) -> dict[str, Any]
 
 async def test_auth_is_required_everywhere(client: httpx.AsyncClient) -> None:
     for method, path in [
-        ("GET", "/threads"), ("POST", "/threads"), ("GET", "/threads/x"),
-        ("DELETE", "/threads/x"), ("GET", "/memories"), ("DELETE", "/memories/x"),
+        ("GET", "/api/threads"), ("POST", "/api/threads"), ("GET", "/api/threads/x"),
+        ("DELETE", "/api/threads/x"), ("GET", "/memories"), ("DELETE", "/memories/x"),
         ("GET", "/graph"), ("GET", "/graph/history"), ("GET", "/me/export"),
         ("DELETE", "/me"), ("GET", "/stats"),
+        # the Agent Protocol
+        ("POST", "/threads"), ("GET", "/threads"), ("GET", "/threads/x"),
+        ("PATCH", "/threads/x"), ("DELETE", "/threads/x"), ("GET", "/threads/x/state"),
+        ("POST", "/threads/x/history"), ("POST", "/threads/search"),
+        ("POST", "/threads/x/runs/wait"), ("POST", "/threads/x/runs/stream"),
+        ("POST", "/runs/wait"), ("POST", "/runs/stream"), ("POST", "/assistants/search"),
+        ("GET", "/assistants/mnemograph"), ("PUT", "/store/items"),
+        ("GET", "/store/items"), ("DELETE", "/store/items"), ("POST", "/store/items/search"),
     ]:  # fmt: skip
-        res = await client.request(method, path, json={} if method == "POST" else None)
+        res = await client.request(method, path, json={} if method != "GET" else None)
         assert res.status_code == 401, (method, path, res.text)
         res = await client.request(method, path, headers={"Authorization": "Bearer mg_wrong"})
         assert res.status_code in (401, 422), (method, path, res.text)
@@ -81,20 +89,20 @@ async def test_threads_crud_and_isolation(
     client: httpx.AsyncClient, alice: Caller, bob: Caller
 ) -> None:
     res = await client.post(
-        "/threads", json={"thread_id": "a-1", "title": "first"}, headers=alice.headers
+        "/api/threads", json={"thread_id": "a-1", "title": "first"}, headers=alice.headers
     )
     assert res.status_code == 201, res.text
     assert res.json()["thread_id"] == "a-1"
     # the same id cannot be taken over by another user
-    res = await client.post("/threads", json={"thread_id": "a-1"}, headers=bob.headers)
+    res = await client.post("/api/threads", json={"thread_id": "a-1"}, headers=bob.headers)
     assert res.status_code == 404
-    res = await client.post("/threads", json={"thread_id": "../etc"}, headers=alice.headers)
+    res = await client.post("/api/threads", json={"thread_id": "../etc"}, headers=alice.headers)
     assert res.status_code == 422 and "invalid thread id" in res.text
     res = await client.post(
-        "/threads", json={"thread_id": "ok", "owner": "bob"}, headers=alice.headers
+        "/api/threads", json={"thread_id": "ok", "owner": "bob"}, headers=alice.headers
     )
     assert res.status_code == 422  # unknown fields are refused
-    res = await client.post("/threads", content=b"{not json", headers=alice.headers)
+    res = await client.post("/api/threads", content=b"{not json", headers=alice.headers)
     assert res.status_code == 422
 
     res = await client.post(
@@ -103,22 +111,22 @@ async def test_threads_crud_and_isolation(
     assert res.status_code == 200, res.text
     assert res.json()["output"]["messages"][-1]["content"] == "echo: I like tea"
 
-    listed = await client.get("/threads", headers=alice.headers)
+    listed = await client.get("/api/threads", headers=alice.headers)
     assert [t["thread_id"] for t in listed.json()] == ["a-1"]
-    assert (await client.get("/threads", headers=bob.headers)).json() == []
+    assert (await client.get("/api/threads", headers=bob.headers)).json() == []
 
-    detail = await client.get("/threads/a-1", headers=alice.headers)
+    detail = await client.get("/api/threads/a-1", headers=alice.headers)
     assert detail.status_code == 200
     body = detail.json()
     assert [m["type"] for m in body["messages"]] == ["human", "ai"] and body["turns"] == 1
-    assert (await client.get("/threads/a-1", headers=bob.headers)).status_code == 404
-    assert (await client.get("/threads/nope", headers=alice.headers)).status_code == 404
-    assert (await client.get("/threads/bad$id", headers=alice.headers)).status_code == 422
+    assert (await client.get("/api/threads/a-1", headers=bob.headers)).status_code == 404
+    assert (await client.get("/api/threads/nope", headers=alice.headers)).status_code == 404
+    assert (await client.get("/api/threads/bad$id", headers=alice.headers)).status_code == 422
 
-    assert (await client.delete("/threads/a-1", headers=bob.headers)).status_code == 404
-    res = await client.delete("/threads/a-1", headers=alice.headers)
+    assert (await client.delete("/api/threads/a-1", headers=bob.headers)).status_code == 404
+    res = await client.delete("/api/threads/a-1", headers=alice.headers)
     assert res.status_code == 200
-    assert (await client.get("/threads/a-1", headers=alice.headers)).status_code == 404
+    assert (await client.get("/api/threads/a-1", headers=alice.headers)).status_code == 404
 
 
 async def test_agent_input_shapes_and_errors(
@@ -163,7 +171,7 @@ async def test_agent_input_shapes_and_errors(
     )
     assert res.status_code == 422
     # the thread still holds exactly alice's one exchange
-    detail = (await client.get(f"/threads/{thread}", headers=alice.headers)).json()
+    detail = (await client.get(f"/api/threads/{thread}", headers=alice.headers)).json()
     assert [m["content"] for m in detail["messages"]] == ["openai shaped", "echo: openai shaped"]
 
 
@@ -263,7 +271,7 @@ async def test_concurrent_turns_keep_one_chain(
         ]
     )
     assert [r.status_code for r in results] == [200] * 20
-    detail = (await client.get(f"/threads/{thread}", headers=alice.headers)).json()
+    detail = (await client.get(f"/api/threads/{thread}", headers=alice.headers)).json()
     contents = [m["content"] for m in detail["messages"]]
     assert len(contents) == 40 and detail["turns"] == 20
     humans = contents[0::2]
@@ -363,7 +371,7 @@ async def test_export_then_delete_me(
     counts = res.json()["deleted"]
     assert counts["threads"] == 1 and counts["memories"] >= 1 and counts["account_rows"] >= 2
     # the key is gone with the account
-    assert (await client.get("/threads", headers=alice.headers)).status_code == 401
+    assert (await client.get("/api/threads", headers=alice.headers)).status_code == 401
     assert services.pool is not None
     async with services.pool.connection() as conn:
         for table in ("checkpoints", "checkpoint_blobs", "checkpoint_writes"):
@@ -377,7 +385,7 @@ async def test_export_then_delete_me(
         assert (await cur.fetchone())["n"] == 0  # type: ignore[index]
     assert await services.graph.export_user(alice.user_id) == {"entities": [], "relations": []}
     # bob is untouched
-    assert (await client.get("/threads", headers=bob.headers)).json()
+    assert (await client.get("/api/threads", headers=bob.headers)).json()
 
 
 async def test_health_and_stats(client: httpx.AsyncClient, alice: Caller) -> None:
@@ -396,8 +404,12 @@ async def test_health_and_stats(client: httpx.AsyncClient, alice: Caller) -> Non
 async def test_openapi_lists_every_route(client: httpx.AsyncClient) -> None:
     spec = (await client.get("/openapi.json")).json()
     expected = [
-        "/threads", "/threads/{thread_id}", "/memories", "/memories/{memory_id}", "/graph",
+        "/api/threads", "/api/threads/{thread_id}", "/memories", "/memories/{memory_id}", "/graph",
         "/graph/history", "/me/export", "/me", "/health", "/stats", "/agent/invoke",
+        "/threads", "/threads/{thread_id}", "/threads/{thread_id}/state",
+        "/threads/{thread_id}/history", "/threads/{thread_id}/runs/wait",
+        "/threads/{thread_id}/runs/stream", "/runs/wait", "/runs/stream", "/info",
+        "/assistants/search", "/store/items", "/store/items/search",
     ]  # fmt: skip
     for path in expected:
         assert path in spec["paths"], path
@@ -431,21 +443,21 @@ async def test_jwt_bearer_tokens_by_setting(client: httpx.AsyncClient, app: Fast
     secret = "test-jwt-secret-of-enough-length-0123456789"
     token = jwt.encode({"sub": "jwt-user-1", "exp": int(_time.time()) + 60}, secret, "HS256")
     headers = {"Authorization": f"Bearer {token}"}
-    assert (await client.get("/threads", headers=headers)).status_code == 401  # off by default
+    assert (await client.get("/api/threads", headers=headers)).status_code == 401  # off by default
     services.settings.jwt_secret = SecretStr(secret)
     try:
         res = await client.post("/agent/invoke", json=agent_body("jwt-t1", "hi"), headers=headers)
         assert res.status_code == 200, res.text
-        listed = (await client.get("/threads", headers=headers)).json()
+        listed = (await client.get("/api/threads", headers=headers)).json()
         assert [t["thread_id"] for t in listed] == ["jwt-t1"]
         forged = jwt.encode({"sub": "jwt-user-1", "exp": int(_time.time()) + 60}, "x" * 40, "HS256")
-        res = await client.get("/threads", headers={"Authorization": f"Bearer {forged}"})
+        res = await client.get("/api/threads", headers={"Authorization": f"Bearer {forged}"})
         assert res.status_code == 401 and "invalid token" in res.text
         expired = jwt.encode({"sub": "jwt-user-1", "exp": int(_time.time()) - 5}, secret, "HS256")
-        res = await client.get("/threads", headers={"Authorization": f"Bearer {expired}"})
+        res = await client.get("/api/threads", headers={"Authorization": f"Bearer {expired}"})
         assert res.status_code == 401
         bad_sub = jwt.encode({"sub": "../x", "exp": int(_time.time()) + 60}, secret, "HS256")
-        res = await client.get("/threads", headers={"Authorization": f"Bearer {bad_sub}"})
+        res = await client.get("/api/threads", headers={"Authorization": f"Bearer {bad_sub}"})
         assert res.status_code == 401
     finally:
         services.settings.jwt_secret = None
@@ -466,7 +478,7 @@ async def test_one_thread_view_and_one_compiled_graph(
         "/agent/invoke", json=agent_body(thread, "view me"), headers=alice.headers
     )
     assert res.status_code == 200, res.text
-    detail = (await client.get(f"/threads/{thread}", headers=alice.headers)).json()
+    detail = (await client.get(f"/api/threads/{thread}", headers=alice.headers)).json()
     assert services.threads is not None
     doc = await read_thread(services, await services.threads.get(thread, alice.user_id))
     assert {k: v for k, v in doc.items() if k != "user_id"} == detail

@@ -59,8 +59,19 @@ async def test_extracts_and_recalls_across_threads_not_users(memory_store: Memor
     update = await write_memory(
         _exchange("My beagle Rex loves morning walks"), _runtime(alice, memory_store, model)
     )
-    assert update == {}
     items = await memory_store.list(alice)
+    by_text = {i.text: i.id for i in items}
+    assert update == {
+        "extracted": {
+            "turn": 0,
+            "memories": [
+                {"kind": "fact", "text": "User's dog is a beagle called Rex", "outcome": "added",
+                 "id": by_text["User's dog is a beagle called Rex"]},
+                {"kind": "preference", "text": "User prefers morning walks", "outcome": "added",
+                 "id": by_text["User prefers morning walks"]},
+            ],
+        }
+    }  # fmt: skip
     assert {i.text for i in items} == {
         "User's dog is a beagle called Rex",
         "User prefers morning walks",
@@ -83,10 +94,14 @@ async def test_repeated_memory_is_merged(memory_store: MemoryStore) -> None:
         {"items": [_item("User is vegetarian", importance=0.5, src="h2")]},
     )
     runtime = _runtime(user, memory_store, model)
-    await write_memory(_exchange("I'm vegetarian"), runtime)
-    await write_memory(_exchange("As I said, no meat for me", n=2), runtime)
+    first = await write_memory(_exchange("I'm vegetarian"), runtime)
+    again = await write_memory(_exchange("As I said, no meat for me", n=2), runtime)
     items = await memory_store.list(user)
     assert len(items) == 1
+    assert [m["outcome"] for m in first["extracted"]["memories"]] == ["added"]
+    assert [(m["outcome"], m["id"]) for m in again["extracted"]["memories"]] == [
+        ("merged", items[0].id)
+    ]
     assert items[0].seen_count == 2 and items[0].importance > 0.5
     assert items[0].provenance == ["h1", "h2"]
 
@@ -103,16 +118,28 @@ async def test_items_sourced_only_from_the_assistant_are_dropped(
             ]
         }
     )
-    await write_memory(_exchange("I live in Porto"), _runtime(user, memory_store, model))
+    update = await write_memory(_exchange("I live in Porto"), _runtime(user, memory_store, model))
     assert [i.text for i in await memory_store.list(user)] == ["User lives in Porto"]
+    memories = update["extracted"]["memories"]
+    assert [(m["text"], m["outcome"], m.get("reason")) for m in memories] == [
+        ("User lives in Porto", "added", None),
+        ("User owns a yacht", "dropped", "sourced only from assistant messages"),
+    ]
 
 
 async def test_failures_never_reach_the_turn(memory_store: MemoryStore) -> None:
     user = _uid()
     broken = _model(RuntimeError("model down"))
-    assert await write_memory(_exchange("I love jazz"), _runtime(user, memory_store, broken)) == {}
+    update = await write_memory(_exchange("I love jazz"), _runtime(user, memory_store, broken))
+    assert update == {
+        "extracted": {
+            "turn": 0, "memories": [], "skipped": {"memories": "extraction failed: RuntimeError"}
+        }
+    }  # fmt: skip
     garbage = _model({"items": [{"type": "gossip", "text": 3}]})
-    assert await write_memory(_exchange("I love jazz"), _runtime(user, memory_store, garbage)) == {}
+    update = await write_memory(_exchange("I love jazz"), _runtime(user, memory_store, garbage))
+    assert update["extracted"]["memories"] == []
+    assert update["extracted"]["skipped"]["memories"].startswith("extraction failed: ")
     assert await memory_store.count(user) == 0
     # Nothing to extract from: no call to the model at all.
     idle = _model()
@@ -125,5 +152,12 @@ async def test_no_memory_store_configured_is_a_no_op() -> None:
     model = _model()
     services.set_chat_model(model)
     runtime: Runtime[Context] = Runtime(context=Context(user_id=_uid(), services=services))
-    assert await write_memory(_exchange("I love jazz"), runtime) == {}
+    update = await write_memory(_exchange("I love jazz"), runtime)
+    assert update == {
+        "extracted": {
+            "turn": 0,
+            "memories": [],
+            "skipped": {"memories": "no long-term memory in this process"},
+        }
+    }  # fmt: skip
     assert model.calls == []

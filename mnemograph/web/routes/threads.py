@@ -1,15 +1,17 @@
-"""Threads you own: create (or confirm), list, read with messages and summary, delete."""
+"""Threads you own, the REST way: create (or confirm), list, read with messages and
+summary, delete. Under ``/api/threads``: ``/threads`` is the Agent Protocol's."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 
 from mnemograph.threads_view import read_thread
-from mnemograph.web.deps import RunnerDep, ServicesDep, User
+from mnemograph.web.deps import ServicesDep, User
+from mnemograph.web.routes.protocol.records import BookDep
 from mnemograph.web.schemas import Deleted, ThreadCreate, ThreadDetail, ThreadOut
 from stores.ids import check_id
 
-router = APIRouter(prefix="/threads")
+router = APIRouter(prefix="/api/threads")
 
 
 @router.post("", status_code=201, summary="Create (or confirm) a thread you own")
@@ -34,13 +36,6 @@ async def get_thread(thread_id: str, user: User, services: ServicesDep) -> Threa
 
 
 @router.delete("/{thread_id}", summary="Delete a thread and its checkpoints")
-async def delete_thread(
-    thread_id: str, user: User, services: ServicesDep, runner: RunnerDep
-) -> Deleted:
-    check_id("thread id", thread_id)
-    assert services.threads is not None and services.checkpointer is not None
-    await services.threads.get(thread_id, user)
-    async with runner.hold(thread_id):  # never delete under a running turn
-        await services.checkpointer.adelete_thread(thread_id)
-        await services.threads.delete(thread_id, user)
+async def delete_thread(thread_id: str, user: User, book: BookDep) -> Deleted:
+    await book.delete(user, thread_id)  # under the thread's lock; metadata goes too
     return Deleted(deleted={"threads": 1})

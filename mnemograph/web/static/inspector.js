@@ -39,6 +39,9 @@
   }
 
   // ---------------------------------------------------------------- API
+  // The REST thread routes live under /api/threads; /threads is the Agent Protocol's.
+  const THREADS = "/api/threads";
+
   class ApiError extends Error {
     constructor(status, detail) {
       super(`${status}: ${detail}`);
@@ -78,7 +81,7 @@
 
   // ---------------------------------------------------------------- threads
   async function loadThreads() {
-    const threads = await api("/threads");
+    const threads = await api(THREADS);
     const list = $("threads");
     list.replaceChildren();
     for (const thread of threads) {
@@ -98,7 +101,7 @@
       item.classList.toggle("selected", item.dataset.threadId === threadId);
     }
     $("thread-label").textContent = threadId;
-    const detail = await api(`/threads/${encodeURIComponent(threadId)}`);
+    const detail = await api(`${THREADS}/${encodeURIComponent(threadId)}`);
     const box = $("messages");
     box.replaceChildren();
     for (const message of detail.messages) addMessage(message.type, message.content);
@@ -118,7 +121,7 @@
   }
 
   async function createThread(title) {
-    const thread = await api("/threads", {
+    const thread = await api(THREADS, {
       method: "POST",
       body: { thread_id: newThreadId(), title: title.slice(0, 200) },
     });
@@ -228,7 +231,7 @@
     // The memory writes run after the reply, inside the same request, so they are done now.
     const results = await Promise.allSettled([
       loadThreads(),
-      api(`/threads/${encodeURIComponent(state.threadId)}`).then((d) => showSummary(d.summary)),
+      api(`${THREADS}/${encodeURIComponent(state.threadId)}`).then((d) => showSummary(d.summary)),
       loadMemories(),
       loadGraph(),
     ]);

@@ -23,6 +23,7 @@ from graph.state import AgentState, InputState, OutputState, PlainAgentState, Pl
 from nodes.call_model import call_model
 from nodes.extract_knowledge import extract_knowledge
 from nodes.load_memory import load_memory
+from nodes.record_recall import record_recall
 from nodes.summarize import summarize
 from nodes.write_memory import write_memory
 
@@ -38,6 +39,7 @@ PIPELINE: Sequence[tuple[str, Node]] = (
     ("summarize", summarize),
     ("extract_knowledge", extract_knowledge),
     ("write_memory", write_memory),
+    ("record_recall", record_recall),
 )
 
 

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Annotated, Any, cast
 
 from langchain_core.messages import AnyMessage
-from langgraph.channels import DeltaChannel
+from langgraph.channels import DeltaChannel, UntrackedValue
 from langgraph.graph.message import add_messages
 from typing_extensions import TypedDict
 
@@ -59,9 +59,13 @@ class PlainInputState(TypedDict):
 class _TurnState(TypedDict, total=False):
     summary: str
     """Rolling summary of every message that was folded out of ``messages``."""
+    recalling: Annotated[list[Recalled], UntrackedValue(list)]
+    """This turn's recall as the prompt uses it. Untracked: the reply's checkpoint (which
+    the caller waits for) does not carry it; ``recalled`` records it after the reply."""
     recalled: list[Recalled]
     """What ``load_memory`` recalled for this turn (id, kind, score and the text as it went
-    into the prompt, already cut to the request's token budgets); replaced every turn."""
+    into the prompt, already cut to the request's token budgets); replaced every turn and
+    written after the reply, by ``record_recall``, beside the other post-reply nodes."""
     extracted: Annotated[Extracted, merge_extracted]
     """What the post-reply nodes made of this turn: triples with their outcome (stored,
     queued, dropped and why) and memories added or merged (see :func:`merge_extracted`)."""

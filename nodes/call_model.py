@@ -24,6 +24,6 @@ async def call_model(state: AgentState, runtime: Runtime[Context]) -> dict[str, 
     if ctx.model and isinstance(model, ChatOpenAI):
         model = model.bind(model=ctx.model)
     history = prompt_messages(state.get("messages", []), ctx)
-    prompt = [system_message(state.get("summary", ""), state.get("recalled", [])), *history]
+    prompt = [system_message(state.get("summary", ""), state.get("recalling", [])), *history]
     reply = await model.ainvoke(prompt)
     return {"messages": [reply], "turn": state.get("turn", 0) + 1}

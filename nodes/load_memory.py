@@ -11,7 +11,6 @@ from langgraph.runtime import Runtime
 
 from graph.context import Context
 from graph.ports import (
-    Extracted,
     FactPort,
     MemoryPort,
     QueryVector,
@@ -26,21 +25,20 @@ log = logging.getLogger(__name__)
 
 
 async def load_memory(state: AgentState, runtime: Runtime[Context]) -> dict[str, Any]:
-    """Fill ``recalled`` for this turn. A store that fails degrades recall, never the turn.
+    """Fill ``recalling`` for this turn. A store that fails degrades recall, never the turn.
 
-    It also opens the turn's ``extracted`` record (``{"turn": n}``), so the state never shows
-    the previous turn's extraction next to this turn's recall.
+    Only the prompt reads it on the reply path; ``record_recall`` keeps it in the thread
+    state after the reply, so the reply's checkpoint stays as small as before.
     """
     ctx = runtime.context or Context()
     text = last_human_text(state.get("messages", []))
     recalled: list[Recalled] = []
-    opened = {"extracted": Extracted(turn=state.get("turn", 0) + 1)}
     if not text:
-        return {"recalled": recalled, **opened}
+        return {"recalling": recalled}
     ports = ports_of(ctx.services)
     recalls = _recalls(ports, ctx, text)
     if not recalls:
-        return {"recalled": recalled, **opened}
+        return {"recalling": recalled}
     # Both recalls compare the message with vectors of the same embedder: embed it once.
     embedder = ports.embeddings
     vector = (
@@ -63,7 +61,7 @@ async def load_memory(state: AgentState, runtime: Runtime[Context]) -> dict[str,
             log.error("recall failed in %s: %r", name, result)
         else:
             recalled.extend(_tracked(r) for r in result)
-    return {"recalled": recalled, **opened}
+    return {"recalling": recalled}
 
 
 def _tracked(item: Recalled) -> Recalled:

@@ -81,9 +81,9 @@ async def test_extracts_and_recalls_across_threads_not_users(memory_store: Memor
 
     # A new thread of the same user: load_memory recalls it; another user gets nothing.
     question = {"messages": [HumanMessage(content="What's my dog's name?", id="h9")]}
-    recalled = (await load_memory(question, _runtime(alice, memory_store, model)))["recalled"]
+    recalled = (await load_memory(question, _runtime(alice, memory_store, model)))["recalling"]
     assert recalled and "Rex" in recalled[0]["text"] and recalled[0]["kind"] == "memory"
-    other = (await load_memory(question, _runtime(bob, memory_store, model)))["recalled"]
+    other = (await load_memory(question, _runtime(bob, memory_store, model)))["recalling"]
     assert other == []
 
 

@@ -316,6 +316,7 @@ class TurnRunner:
         messages: Sequence[Any],
         *,
         config: RunnableConfig | None = None,
+        on_token: Callable[[Any], None] | None = None,
         **knobs: Any,
     ) -> dict[str, Any]:
         """Answer as soon as the reply is durable; memory writes finish in the background.
@@ -324,11 +325,15 @@ class TurnRunner:
         wait for them. The thread stays locked until they finish, so the next turn on the
         same thread sees their result, and a crash leaves a pending mark that the next turn
         (or :meth:`recover_all`) completes.
+
+        ``on_token`` receives the reply's message chunks as the model streams them, for doors
+        that stream the reply but must not own the turn: a client that goes away after the
+        reply cannot cancel the memory work, which runs in the runner's background.
         """
         parsed = await self._start(user_id, thread_id, messages)
         gate = ReplyGate()
         task = asyncio.create_task(
-            self._invoke_run(user_id, thread_id, parsed, config, knobs, gate),
+            self._invoke_run(user_id, thread_id, parsed, config, knobs, gate, on_token),
             name=f"turn:{thread_id}",
         )
         self._background.add(task)
@@ -343,13 +348,19 @@ class TurnRunner:
         config: RunnableConfig | None,
         knobs: dict[str, Any],
         gate: ReplyGate,
+        on_token: Callable[[Any], None] | None = None,
     ) -> None:
         """The whole turn, reply and post-reply work, reporting the reply through ``gate``."""
+        modes = ["values", "messages"] if on_token is not None else "values"
         try:
             async for mode, chunk in self._run(
-                user_id, thread_id, parsed, config, knobs, "values", gate.watching
+                user_id, thread_id, parsed, config, knobs, modes, gate.watching
             ):
-                if mode == "values":
+                if mode == "messages":
+                    message, metadata = chunk
+                    if on_token is not None and metadata.get("langgraph_node") == REPLY_NODE:
+                        on_token(message)
+                elif mode == "values":
                     gate.values = chunk
                 elif mode == "tasks" and "input" in chunk and chunk.get("name") in POST_REPLY_NODES:
                     gate.replied()

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from mnemograph.web.routes import graph, health, me, memories, threads
+from mnemograph.web.routes import graph, health, me, memories, openai_compat, threads
 
-ROUTERS = (health.router, threads.router, memories.router, graph.router, me.router)
+ROUTERS = (
+    health.router, threads.router, memories.router, graph.router, me.router,
+    openai_compat.router,
+)  # fmt: skip
 """The REST routers, in the order their routes appear in the OpenAPI document."""
 
 __all__ = ["ROUTERS"]

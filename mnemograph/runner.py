@@ -23,9 +23,9 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.graph.state import CompiledStateGraph
 
 from graph.builder import PIPELINE, REPLY_NODE
-from graph.context import REQUEST_KNOBS, Context
+from graph.context import Context
 from mnemograph.services import Services
-from mnemograph.validation import to_messages
+from mnemograph.validation import check_knobs, to_messages
 from stores.errors import InvalidInput
 from stores.ids import check_id
 from stores.postgres.savers import PooledPostgresSaver
@@ -41,8 +41,9 @@ log = logging.getLogger(__name__)
 
 
 def request_knobs(knobs: dict[str, Any]) -> dict[str, Any]:
-    """The per-request settings among ``knobs`` (unknown keys and ``None`` dropped)."""
-    return {k: v for k, v in knobs.items() if k in REQUEST_KNOBS and v is not None}
+    """The per-request settings among ``knobs`` (unknown keys and ``None`` dropped), checked
+    against their bounds (:func:`~mnemograph.validation.check_knobs`)."""
+    return check_knobs(knobs)
 
 
 @dataclass

@@ -56,10 +56,12 @@ def chat(
     }
 
     async def body() -> None:
+        from mnemograph.validation import check_knobs
         from mnemograph.warm import holding
         from stores.settings import get_settings
 
         strategy(strategy_name)
+        check_knobs(knobs)  # bounds first: a clear error before anything starts
         settings = get_settings()
         await asyncio.to_thread(warm_up, settings)
         with holding(settings):

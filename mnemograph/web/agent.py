@@ -13,7 +13,7 @@ from fastapi import FastAPI, HTTPException, Request
 from langserve import add_routes
 
 from mnemograph.langserve_adapter import AgentRunnable
-from mnemograph.validation import AgentInput
+from mnemograph.validation import AgentInput, check_knobs
 from mnemograph.web.deps import current_user
 from stores.errors import InvalidInput, NotFound
 from stores.ids import check_id
@@ -33,6 +33,7 @@ async def with_identity(config: dict[str, Any], request: Request) -> dict[str, A
         raise HTTPException(422, "config.configurable.thread_id is required")
     try:
         check_id("thread id", thread_id)
+        check_knobs(configurable)  # out-of-bounds knobs: a 422 before the thread is touched
         threads = request.app.state.services.threads
         assert threads is not None
         await threads.claim(user, thread_id)

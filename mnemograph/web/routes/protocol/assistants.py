@@ -16,8 +16,9 @@ from uuid import UUID, uuid5
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import TypeAdapter
 
+from mnemograph.validation import Knobs
 from mnemograph.web.deps import RunnerDep, User
-from mnemograph.web.routes.protocol.bodies import AssistantSearch, Knobs
+from mnemograph.web.routes.protocol.bodies import AssistantSearch
 from mnemograph.web.routes.protocol.wire import json_response
 from stores.errors import NotFound
 

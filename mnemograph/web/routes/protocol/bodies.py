@@ -11,12 +11,11 @@ bits, bounded size and depth.
 from __future__ import annotations
 
 import math
-from dataclasses import fields
-from typing import Annotated, Any, Literal, get_type_hints
+from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, create_model
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from graph.context import REQUEST_KNOBS, Context
+from mnemograph.validation import check_knobs
 from mnemograph.web.routes.protocol.wire import dumps
 from stores.errors import InvalidInput
 
@@ -174,50 +173,9 @@ class StoreSearch(_Body):
     query: str | None = Field(None, max_length=2000)
 
 
-# ------------------------------------------------------------------ per-request knobs
-KNOB_BOUNDS: dict[str, tuple[int, int]] = {
-    "window_k": (1, 1000),
-    "max_tokens": (1, 1_000_000),
-    "summary_trigger_tokens": (1, 1_000_000),
-    "buffer_tokens": (0, 1_000_000),
-    "recall_k": (0, 100),
-    "recall_tokens": (0, 100_000),
-    "kg_tokens": (0, 100_000),
-    "kg_hops": (1, 2),
-}
-"""Bounds of the integer knobs; a knob added to ``Context`` without one gets 0..1,000,000."""
-
-
-def _knob_model() -> type[BaseModel]:
-    hints = get_type_hints(Context)
-    specs: dict[str, Any] = {}
-    for f in fields(Context):
-        if f.name not in REQUEST_KNOBS:
-            continue
-        hint = hints[f.name]
-        if hint is int:
-            low, high = KNOB_BOUNDS.get(f.name, (0, 1_000_000))
-            specs[f.name] = (int | None, Field(None, ge=low, le=high, strict=True))
-        else:
-            specs[f.name] = (hint | None, None)
-    model: type[BaseModel] = create_model("Knobs", __config__=ConfigDict(extra="ignore"), **specs)
-    return model
-
-
-Knobs = _knob_model()
-"""The per-request settings a run may carry (``graph.context.REQUEST_KNOBS``, bounded)."""
-
-
 def knobs_of(body: RunCreate) -> dict[str, Any]:
     """The run's knobs from ``config.configurable`` and ``context`` (``context`` wins);
     other keys are ignored, a known knob out of bounds is a 422 naming it."""
     configurable = (body.config or {}).get("configurable") or {}
     merged = {**(configurable if isinstance(configurable, dict) else {}), **(body.context or {})}
-    wanted = {k: v for k, v in merged.items() if k in REQUEST_KNOBS}
-    try:
-        return Knobs.model_validate(wanted).model_dump(exclude_none=True)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
-        )
-        raise InvalidInput(f"invalid per-request setting: {problems}") from None
+    return check_knobs(merged)

@@ -42,6 +42,9 @@ async def test_routes_answer_503_and_recover(tmp_path: Path) -> None:
                                           json=body if method == "POST" else None)  # fmt: skip
                     assert res.status_code == 503, (path, res.status_code, res.text)
                     assert "PostgreSQL" in res.text or "postgres" in res.text, res.text
+                ready = await c.get("/readyz")
+                assert ready.status_code == 503 and "PostgreSQL" in ready.json()["detail"]
+                assert (await c.get("/livez")).status_code == 200  # the process itself is fine
 
                 restarted = start_embedded_postgres(pg_dir, keep_running=False)
                 # The pool reconnects in the background; give it a moment, bounded.

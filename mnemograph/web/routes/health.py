@@ -1,4 +1,5 @@
-"""Liveness of every backing service, and this user's counts with latency percentiles."""
+"""Health for people and probes (``/health``, ``/livez``, ``/readyz``), and the caller's
+counts with latency percentiles (``/stats``)."""
 
 from __future__ import annotations
 
@@ -7,22 +8,44 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from mnemograph.services import Services
 from mnemograph.web.deps import ServicesDep, User
 from mnemograph.web.middleware import Latency
 
 router = APIRouter()
 
 
-@router.get("/health", summary="Check every backing service; 503 names the failing one")
-async def health(services: ServicesDep) -> JSONResponse:
-    checks: dict[str, str] = {}
+async def _postgres(services: Services) -> str:
     try:
-        assert services.pool is not None
-        async with services.pool.connection(timeout=5) as conn:
+        async with services.postgres().connection(timeout=5) as conn:
             await conn.execute("SELECT 1")
-        checks["postgres"] = "ok"
+        return "ok"
     except Exception as exc:
-        checks["postgres"] = f"unavailable: {type(exc).__name__}"
+        return f"unavailable: {type(exc).__name__}"
+
+
+@router.get("/livez", summary="The process answers (no dependency is checked)")
+async def livez() -> dict[str, str]:
+    """For a liveness probe: restarting the process would not fix a database outage, so
+    this never looks past the process itself."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz", summary="Ready for turns: PostgreSQL answers; 503 otherwise")
+async def readyz(services: ServicesDep) -> JSONResponse:
+    """For a readiness probe: turns need PostgreSQL; the graph server is not required,
+    because graph writes wait in the outbox while it is away."""
+    state = await _postgres(services)
+    if state != "ok":
+        return JSONResponse({"status": "not ready", "detail": f"PostgreSQL {state}"}, 503)
+    return JSONResponse({"status": "ready"})
+
+
+@router.get("/health", summary="Every backing service: ok, degraded (graph down) or 503")
+async def health(services: ServicesDep) -> JSONResponse:
+    """``ok``; ``degraded`` (200) when only the graph server is down, since turns go on
+    and graph writes wait in the outbox; ``unavailable`` (503) when PostgreSQL is."""
+    checks: dict[str, Any] = {"postgres": await _postgres(services)}
     graph = services.graph
     if graph is not None:
         try:
@@ -30,11 +53,19 @@ async def health(services: ServicesDep) -> JSONResponse:
             checks["graph"] = "ok"
         except Exception as exc:
             checks["graph"] = f"unavailable: {type(exc).__name__}"
+    body: dict[str, Any] = {"services": checks}
+    outbox = services.outbox
+    if outbox is not None and checks["postgres"] == "ok":
+        body["graph_outbox"] = await outbox.count()
     failing = [name for name, state in checks.items() if state != "ok"]
-    body = {"status": "ok" if not failing else "unavailable", "services": checks}
+    if checks["postgres"] != "ok":
+        body |= {"status": "unavailable", "detail": f"{', '.join(failing)} unavailable"}
+        return JSONResponse(body, status_code=503)
     if failing:
-        body["detail"] = f"{', '.join(failing)} unavailable"
-    return JSONResponse(body, status_code=503 if failing else 200)
+        body |= {"status": "degraded",
+                 "detail": "graph server unavailable; graph writes wait in the outbox"}  # fmt: skip
+        return JSONResponse(body)
+    return JSONResponse({"status": "ok", **body})
 
 
 @router.get("/stats", summary="Counts and per-route latency percentiles since start")

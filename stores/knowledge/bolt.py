@@ -124,13 +124,13 @@ MATCH (a:Entity {{user_id: $uid}})-[r:REL]->(b:Entity {{user_id: $uid}})
 WHERE r.invalid_at IS NULL
 RETURN {_FACT_FIELDS}
 ORDER BY r.created_at, r.id
-LIMIT $limit"""
+SKIP $skip LIMIT $limit"""
 
 Q_HISTORY = f"""
 MATCH (a:Entity {{user_id: $uid}})-[r:REL]->(b:Entity {{user_id: $uid}})
 RETURN {_FACT_FIELDS}
 ORDER BY r.created_at, r.id
-LIMIT $limit"""
+SKIP $skip LIMIT $limit"""
 
 Q_ENTITIES = """
 MATCH (e:Entity {user_id: $uid})
@@ -414,13 +414,15 @@ class GraphStore:
                 rows = (first + extra)[:limit]
         return [_fact(row) for row in rows]
 
-    async def current_facts(self, user_id: str, *, limit: int = NO_LIMIT) -> list[Fact]:
-        """Every still-valid relation of the user, oldest first."""
-        return await self._facts(user_id, Q_CURRENT, limit, "current_facts")
+    async def current_facts(
+        self, user_id: str, *, limit: int = NO_LIMIT, skip: int = 0
+    ) -> list[Fact]:
+        """Every still-valid relation of the user, oldest first (``skip``/``limit``: a page)."""
+        return await self._facts(user_id, Q_CURRENT, limit, "current_facts", skip)
 
-    async def history(self, user_id: str, *, limit: int = NO_LIMIT) -> list[Fact]:
+    async def history(self, user_id: str, *, limit: int = NO_LIMIT, skip: int = 0) -> list[Fact]:
         """Every relation of the user including invalidated ones, oldest first."""
-        return await self._facts(user_id, Q_HISTORY, limit, "history")
+        return await self._facts(user_id, Q_HISTORY, limit, "history", skip)
 
     async def entity_names(self, user_id: str, *, limit: int = 10_000) -> list[str]:
         """Canonical names of the user's entities (for mention matching in recall)."""
@@ -448,11 +450,13 @@ class GraphStore:
 
         return await self._read("entities", work)
 
-    async def _facts(self, user_id: str, query: str, limit: int, what: str) -> list[Fact]:
+    async def _facts(
+        self, user_id: str, query: str, limit: int, what: str, skip: int = 0
+    ) -> list[Fact]:
         check_id("user_id", user_id)
 
         async def work(tx: AsyncManagedTransaction) -> list[dict[str, Any]]:
-            return await self._rows(tx, query, {"uid": user_id, "limit": limit})
+            return await self._rows(tx, query, {"uid": user_id, "limit": limit, "skip": skip})
 
         return [_fact(row) for row in await self._read(what, work)]
 

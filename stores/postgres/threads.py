@@ -73,13 +73,14 @@ class ThreadRegistry:
             raise NotFound(f"thread {thread_id!r} not found")
         return ThreadInfo(**row)
 
-    async def list(self, user_id: str, limit: int = 100) -> list[ThreadInfo]:
+    async def list(self, user_id: str, limit: int = 100, offset: int = 0) -> list[ThreadInfo]:
+        """The user's threads, most recently active first (``offset``/``limit``: a page)."""
         check_id("user id", user_id)
         async with self._pool.connection() as conn:
             cur = await conn.execute(
                 "SELECT thread_id, user_id, title, created_at, updated_at FROM mnemo_threads "
-                "WHERE user_id = %s ORDER BY updated_at DESC LIMIT %s",
-                (user_id, limit),
+                "WHERE user_id = %s ORDER BY updated_at DESC, thread_id LIMIT %s OFFSET %s",
+                (user_id, limit, offset),
             )
             rows = await cur.fetchall()
         return [ThreadInfo(**r) for r in rows]

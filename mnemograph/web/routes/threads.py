@@ -3,10 +3,11 @@ summary, delete. Under ``/api/threads``: ``/threads`` is the Agent Protocol's.""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 
 from mnemograph.threads_view import read_thread
 from mnemograph.web.deps import ServicesDep, User
+from mnemograph.web.paging import PageDep, link_next
 from mnemograph.web.routes.protocol.records import BookDep
 from mnemograph.web.schemas import Deleted, ThreadCreate, ThreadDetail, ThreadOut
 from stores.ids import check_id
@@ -21,10 +22,14 @@ async def create_thread(body: ThreadCreate, user: User, services: ServicesDep) -
     return ThreadOut.of(await services.threads.claim(user, body.thread_id, body.title))
 
 
-@router.get("", summary="Your threads, newest first")
-async def list_threads(user: User, services: ServicesDep) -> list[ThreadOut]:
-    assert services.threads is not None
-    return [ThreadOut.of(t) for t in await services.threads.list(user)]
+@router.get("", summary="Your threads, most recently active first, a page at a time")
+async def list_threads(
+    user: User, services: ServicesDep, page: PageDep, response: Response
+) -> list[ThreadOut]:
+    threads = await services.thread_registry().list(user, page.fetch(), page.offset)
+    n, cursor = page.cut(threads)
+    link_next(response, cursor)
+    return [ThreadOut.of(t) for t in threads[:n]]
 
 
 @router.get("/{thread_id}", summary="A thread's messages and rolling summary")

@@ -271,10 +271,18 @@
 
   // ---------------------------------------------------------------- graph
   let lastFacts = [];
+  let nextFacts = null; // the server's cursor for the next page of facts, or null
+  // A page at a time: thousands of facts at once froze the layout (issue 16 item 14).
+  const GRAPH_PAGE = 150;
 
-  async function loadGraph() {
-    const body = await api("/graph/history");
-    lastFacts = body.facts || [];
+  async function loadGraph({ more = false } = {}) {
+    const cursor = more && nextFacts ? `&cursor=${encodeURIComponent(nextFacts)}` : "";
+    const body = await api(`/graph/history?limit=${GRAPH_PAGE}${cursor}`);
+    lastFacts = (more ? lastFacts : []).concat(body.facts || []);
+    nextFacts = body.next_cursor || null;
+    const button = $("graph-more");
+    button.hidden = !nextFacts;
+    button.textContent = `Load ${GRAPH_PAGE} more facts (${lastFacts.length} shown)`;
     drawGraph();
   }
 
@@ -493,6 +501,9 @@
       loadMemories().catch((e) => reportError("memories", e));
     });
     $("show-invalidated").addEventListener("change", drawGraph);
+    $("graph-more").addEventListener("click", () => {
+      loadGraph({ more: true }).catch((error) => reportError("graph", error));
+    });
     $("graph-refresh").addEventListener("click", () => {
       loadGraph().catch((e) => reportError("graph", e));
     });

@@ -18,7 +18,7 @@ def check_id(kind: str, value: str) -> str:
     """Return ``value`` if it is a valid id, else raise ``InvalidInput`` naming the rule."""
     if not isinstance(value, str) or not _ID.fullmatch(value):
         raise InvalidInput(
-            f"invalid {kind} {value!r}: use 1-128 characters from letters, digits and _:@- "
+            f"invalid {kind}: use 1-128 characters from letters, digits and _:@- "
             "starting with a letter or digit"
         )
     return value

@@ -23,7 +23,7 @@ from mnemograph.web.agent import mount_agent
 from mnemograph.web.deps import RateLimiter
 from mnemograph.web.errors import EXCEPTION_HANDLERS
 from mnemograph.web.inspector import mount_inspector
-from mnemograph.web.middleware import Latency, limits_and_timing
+from mnemograph.web.middleware import Gate, Latency
 from mnemograph.web.routes import ROUTERS
 from mnemograph.web.routes.protocol import ROUTERS as PROTOCOL_ROUTERS
 from mnemograph.web.routes.protocol.records import ThreadBook
@@ -83,7 +83,7 @@ def create_app(services: Services | None = None, *, agent_protocol: bool = True)
         app.add_exception_handler(exc_class, handler)
     app.state.latency = Latency()
     app.state.agent = AgentRunnable()
-    app.middleware("http")(limits_and_timing)
+    app.add_middleware(Gate)  # auth from headers, then the body counted as it arrives
     for router in ROUTERS:
         app.include_router(router)
     if agent_protocol:

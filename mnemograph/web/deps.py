@@ -8,7 +8,7 @@ Everything they read lives on ``app.state``, set by the app's lifespan: ``servic
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Depends, HTTPException, Request
@@ -87,9 +87,9 @@ def _jwt_user(token: str, settings: Any) -> str:
         raise HTTPException(401, f"invalid token: {exc}") from None
 
 
-def _rate_limit(request: Request, user_id: str) -> None:
-    """429 with ``Retry-After`` once the user's bucket is empty."""
-    limiter: RateLimiter | None = getattr(request.app.state, "limiter", None)
+def rate_limit(state: Any, user_id: str) -> None:
+    """429 with ``Retry-After`` once the user's bucket (on ``app.state``) is empty."""
+    limiter: RateLimiter | None = getattr(state, "limiter", None)
     if limiter is not None and not limiter.allow(user_id):
         raise HTTPException(
             429,
@@ -98,23 +98,35 @@ def _rate_limit(request: Request, user_id: str) -> None:
         )
 
 
-async def current_user(request: Request) -> str:
-    """The caller's user id, from `Authorization: Bearer <key>` or `X-Api-Key: <key>` (what
-    ``langgraph_sdk`` sends); the bearer token wins when both are given. Rate-limited."""
-    header = request.headers.get("authorization", "")
+async def authenticate(state: Any, headers: Mapping[str, str]) -> str:
+    """The caller's user id from the request's headers alone (401 otherwise): the key in
+    `Authorization: Bearer <key>` or `X-Api-Key: <key>` (what ``langgraph_sdk`` sends); the
+    bearer token wins when both are given. ``state`` is the app's ``app.state``."""
+    header = headers.get("authorization", "")
     key = header[7:].strip() if header.lower().startswith("bearer ") else ""
-    key = key or request.headers.get("x-api-key", "").strip()
+    key = key or headers.get("x-api-key", "").strip()
     if not key:
         raise HTTPException(401, "missing API key (Authorization: Bearer <key>, or X-Api-Key)")
-    settings = request.app.state.services.settings
+    settings = state.services.settings
     if settings.jwt_secret is not None and key.count(".") == 2:
         user_id = _jwt_user(key, settings)
     else:
-        user_id = await request.app.state.users.authenticate(key)
+        user_id = await state.users.authenticate(key)
     if user_id is None:
         raise HTTPException(401, "invalid API key")
-    _rate_limit(request, str(user_id))
     return str(user_id)
+
+
+async def current_user(request: Request) -> str:
+    """The caller's user id. The app's gate (``mnemograph.web.middleware.Gate``) has already
+    authenticated and rate-limited the request from its headers; without the gate (an app
+    hosting these routes on its own), this does both here."""
+    known = getattr(request.state, "user_id", None)
+    if isinstance(known, str):
+        return known
+    user_id = await authenticate(request.app.state, request.headers)
+    rate_limit(request.app.state, user_id)
+    return user_id
 
 
 def memory_store(services: Services) -> MemoryStore:

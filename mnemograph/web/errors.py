@@ -3,16 +3,21 @@
 
 from __future__ import annotations
 
+import logging
+import re
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
 import openai
 import psycopg
 from fastapi import Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from psycopg_pool import PoolTimeout
 
 from stores.errors import InvalidInput, MnemographError, NotFound, ServiceUnavailable
+
+log = logging.getLogger(__name__)
 
 
 class Conflict(MnemographError):
@@ -30,6 +35,46 @@ async def known_errors(request: Request, exc: Exception) -> JSONResponse:
     elif isinstance(exc, InvalidInput):
         status = 422
     return JSONResponse({"detail": str(exc)}, status_code=status)
+
+
+_MAX_SHOWN = 64
+"""Longest message or context value of a validation error that is shown."""
+_FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,39}$")
+
+
+def _shown(value: Any, limit: int) -> Any:
+    if isinstance(value, str) and len(value) > limit:
+        return value[:limit] + "…"
+    return value if isinstance(value, str | int) else str(value)[:limit]
+
+
+def _where(part: Any) -> Any:
+    """A location step as shown: a list index, or a field name; a key the caller sent that
+    does not look like one (it may be any text of theirs) is not repeated."""
+    if isinstance(part, int) or (isinstance(part, str) and _FIELD.fullmatch(part)):
+        return part
+    return "(key)"
+
+
+async def invalid_request(request: Request, exc: Exception) -> JSONResponse:
+    """422 naming each problem (where, what, the rule's limits) without the input itself:
+    FastAPI's own answer echoes every offending value, up to the whole body."""
+    assert isinstance(exc, RequestValidationError)
+    problems: list[Any] = []
+    for error in exc.errors():
+        if not isinstance(error, dict):  # LangServe raises it with plain strings
+            problems.append(_shown(str(error), _MAX_SHOWN))
+            continue
+        problem: dict[str, Any] = {
+            "type": error.get("type", "invalid"),
+            "loc": [_where(part) for part in error.get("loc", ())],
+            "msg": _shown(str(error.get("msg", "")), 4 * _MAX_SHOWN),
+        }
+        ctx = error.get("ctx")
+        if isinstance(ctx, dict):
+            problem["ctx"] = {str(k): _shown(v, _MAX_SHOWN) for k, v in ctx.items()}
+        problems.append(problem)
+    return JSONResponse({"detail": problems}, status_code=422)
 
 
 async def postgres_down(request: Request, exc: Exception) -> JSONResponse:
@@ -69,6 +114,7 @@ Handler = Callable[[Request, Any], Coroutine[Any, Any, JSONResponse]]
 
 EXCEPTION_HANDLERS: Mapping[type[Exception], Handler] = {
     MnemographError: known_errors,
+    RequestValidationError: invalid_request,
     psycopg.OperationalError: postgres_down,
     PoolTimeout: postgres_down,
     # Starlette picks the handler of the nearest class in the exception's MRO, so the

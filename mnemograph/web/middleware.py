@@ -1,18 +1,63 @@
-"""The HTTP middleware: body limits before any route runs, and per-route latency after.
+"""The HTTP gate, one pure ASGI middleware in front of every route and mounted app: who is
+calling is decided from the headers before any byte of the body is read, the body is then
+counted as it arrives (``Content-Length`` or chunked) and cut at :data:`MAX_BODY_BYTES`, and
+per-route latency is sampled after.
+
+Order, for every request:
+
+1. a declared ``Content-Length`` over the limit is a 413 at once;
+2. unless the route is open (:func:`is_open`: health, the API docs, the inspector page and
+   its files), the credential in the headers is checked (:func:`mnemograph.web.deps.
+   authenticate`), then the user's rate limit: 401 or 429 without reading the body, so
+   an unauthenticated 20 MB upload costs the server one header parse;
+3. the body is read with a running count (413 as soon as it passes the limit), must be
+   UTF-8 (400), and JSON in it may nest at most :data:`MAX_JSON_DEPTH` levels (400: deeper
+   bodies made the JSON parser recurse into a 500);
+4. the route runs on the buffered body; the caller's user id is in ``scope["state"]``
+   (``request.state.user_id``), where :func:`mnemograph.web.deps.current_user` finds it.
+
+Starlette 1.10 and FastAPI 0.165 ship a body limit (``FastAPI(max_body_size=...)``); it sits
+outside every user middleware, answers a plain-text "Content Too Large" and replaces any
+response once the declared length is over, so it cannot run after authentication nor keep
+this API's ``{"detail": ...}`` shape. This middleware counts the same way (the bytes of each
+``http.request`` message as it arrives) in the place that order needs.
 
 Latency samples live in a :class:`Latency` on ``app.state.latency``, one per app.
 """
 
 from __future__ import annotations
 
+import json
+import re
 import time
 from collections import defaultdict, deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
-from fastapi import Request, Response
-from fastapi.responses import JSONResponse
+from fastapi import HTTPException
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 MAX_BODY_BYTES = 256 * 1024
+MAX_JSON_DEPTH = 64
+"""Deepest nesting of arrays and objects a JSON body may have."""
+
+OPEN_PATHS = frozenset(
+    {"/", "/health", "/livez", "/readyz", "/info", "/docs", "/docs/oauth2-redirect", "/redoc",
+     "/openapi.json"}
+)  # fmt: skip
+"""Routes anyone may call: health and probes, the Agent Protocol's ``/info`` (what
+``langgraph_sdk`` asks first), the API's own documentation, the inspector page."""
+OPEN_PREFIXES = ("/inspector/",)
+"""Static files of the inspector page."""
+
+ErrorShape = Callable[[int, str], dict[str, Any]]
+"""Builds an error body from (status, message) for routes that answer in another shape."""
+
+
+def is_open(path: str) -> bool:
+    """Whether ``path`` is served without a credential."""
+    return path in OPEN_PATHS or path.startswith(OPEN_PREFIXES)
 
 
 class Latency:
@@ -36,26 +81,144 @@ class Latency:
         return out
 
 
-async def limits_and_timing(
-    request: Request, call_next: Callable[[Request], Awaitable[Response]]
-) -> Response:
-    """413 over ``MAX_BODY_BYTES``, 400 for a body that is not UTF-8; then time the route."""
-    length = request.headers.get("content-length")
-    if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
-        return JSONResponse(
-            {"detail": f"request body over {MAX_BODY_BYTES} bytes"}, status_code=413
-        )
-    if request.method in ("POST", "PUT", "PATCH"):
-        try:  # one clear 400 here, instead of a decode error deep in a route
-            (await request.body()).decode("utf-8")
-        except UnicodeDecodeError as exc:
-            return JSONResponse(
-                {"detail": f"request body is not valid UTF-8 (byte {exc.start})"},
-                status_code=400,
-            )
-    t0 = time.perf_counter()
-    response = await call_next(request)
-    latency: Latency = request.app.state.latency
-    latency.add(f"http {request.method} {request.url.path.split('/')[1] or '/'}",
-                (time.perf_counter() - t0) * 1000)  # fmt: skip
-    return response
+class _TooLarge(Exception):
+    pass
+
+
+class _Left(Exception):
+    """The client went away before its body was complete."""
+
+
+MAX_NUMBER_DIGITS = 4300
+"""Python refuses to parse longer integers (a ``ValueError``, not a JSON error)."""
+_LONG_NUMBER = re.compile(rb"[0-9]{%d}" % (MAX_NUMBER_DIGITS + 1))
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+_NOT_BRACKET = bytes(b for b in range(256) if b not in b"[]{}")
+
+
+def json_too_deep(body: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether the arrays and objects in ``body`` nest deeper than ``limit``.
+
+    Ordinary bodies have few brackets and cost two ``count`` calls; others are measured on
+    the brackets outside strings, a running sum in numpy (no Python loop per byte).
+    """
+    if body.count(b"[") + body.count(b"{") <= limit:
+        return False
+    import numpy as np
+
+    brackets = _STRING.sub(b"", body).translate(None, _NOT_BRACKET)
+    codes = np.frombuffer(brackets, dtype=np.uint8)
+    steps = np.where((codes == ord("[")) | (codes == ord("{")), 1, -1)
+    return bool(steps.size) and int(np.cumsum(steps).max()) > limit
+
+
+class Gate:
+    """The pure ASGI middleware described in the module docstring."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        from mnemograph.web.deps import authenticate, rate_limit
+
+        state = scope["app"].state
+        headers = Headers(scope=scope)
+        path: str = scope["path"]
+        length = headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
+            await self._error(scope, send, 413, f"request body over {MAX_BODY_BYTES} bytes")
+            return
+        if not is_open(path):
+            try:
+                user_id = await authenticate(state, headers)
+                rate_limit(state, user_id)
+            except HTTPException as exc:
+                await self._error(scope, send, exc.status_code, str(exc.detail), exc.headers)
+                return
+            scope.setdefault("state", {})["user_id"] = user_id
+        if length not in (None, "0") or "transfer-encoding" in headers:
+            try:
+                body = await _read_body(receive)
+            except _TooLarge:
+                await self._error(scope, send, 413, f"request body over {MAX_BODY_BYTES} bytes")
+                return
+            except _Left:
+                return
+            problem = _body_problem(body)
+            if problem is not None:
+                await self._error(scope, send, 400, problem)
+                return
+            receive = _replay(body, receive)
+        t0 = time.perf_counter()
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            latency: Latency = state.latency
+            latency.add(f"http {scope['method']} {path.split('/')[1] or '/'}",
+                        (time.perf_counter() - t0) * 1000)  # fmt: skip
+
+    @staticmethod
+    async def _error(
+        scope: Scope,
+        send: Send,
+        status: int,
+        message: str,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        """Answer ``status`` without touching the body (the connection closes after it)."""
+        shapes: dict[str, ErrorShape] = getattr(scope["app"].state, "error_shapes", {})
+        shape = next((f for p, f in shapes.items() if scope["path"].startswith(p)), None)
+        body = json.dumps(shape(status, message) if shape else {"detail": message}).encode()
+        raw = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        raw += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
+        await send({"type": "http.response.start", "status": status, "headers": raw})
+        await send({"type": "http.response.body", "body": body})
+
+
+async def _read_body(receive: Receive) -> bytes:
+    """The whole body, counted as it arrives; :class:`_TooLarge` past the limit."""
+    parts: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            raise _Left
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise _TooLarge
+        parts.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(parts)
+
+
+def _body_problem(body: bytes) -> str | None:
+    """Why ``body`` is refused before any route sees it, or ``None``."""
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return f"request body is not valid UTF-8 (byte {exc.start})"
+    if json_too_deep(body):
+        return f"request body nests deeper than {MAX_JSON_DEPTH} levels"
+    if _LONG_NUMBER.search(body) and _LONG_NUMBER.search(_STRING.sub(b"", body)):
+        return f"a number in the request body has more than {MAX_NUMBER_DIGITS} digits"
+    return None
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """``receive`` for the app: the buffered body once, then the client's own messages
+    (``http.disconnect`` when it leaves)."""
+    given = False
+
+    async def replay() -> Message:
+        nonlocal given
+        if not given:
+            given = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay

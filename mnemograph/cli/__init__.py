@@ -8,6 +8,7 @@ from __future__ import annotations
 import typer
 
 from mnemograph.cli import admin, chat
+from mnemograph.cli.mcp import mcp
 from mnemograph.cli.memories import memories_app
 from mnemograph.cli.users import users_app
 
@@ -26,6 +27,7 @@ app.command()(admin.serve)
 app.command()(admin.prune)
 app.command()(admin.stop)
 app.command()(admin.migrate)
+app.command()(mcp)
 app.add_typer(users_app, name="users")
 app.add_typer(memories_app, name="memories", help="Long-term memory: add, search, import.")
 

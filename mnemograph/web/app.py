@@ -1,6 +1,6 @@
 """Assemble the HTTP app: lifespan, middleware, exception handlers, the REST routers, the
-Agent Protocol (``/threads``, ``/runs``, ``/assistants``, ``/store``), LangServe's ``/agent``
-and the inspector page.
+Agent Protocol (``/threads``, ``/runs``, ``/assistants``, ``/store``), LangServe's ``/agent``,
+the MCP server at ``/mcp`` and the inspector page.
 
 Routes authenticate, check ownership, and hand over to the same services and turn runner the
 CLI uses. What lives as long as the app (services, runner, rate limiter, latency samples)
@@ -16,6 +16,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from fastapi import FastAPI
 
 from mnemograph.langserve_adapter import AgentRunnable
+from mnemograph.mcp.http import mount_mcp, serving_mcp
 from mnemograph.runner import TurnRunner
 from mnemograph.services import Services, open_services
 from mnemograph.threads_view import state_graph
@@ -33,8 +34,8 @@ Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 
 @asynccontextmanager
 async def _serving(app: FastAPI, services: Services) -> AsyncIterator[None]:
-    """Put the services, the runner and the rate limiter on ``app.state``; on the way out,
-    wait for background memory work."""
+    """Put the services, the runner and the rate limiter on ``app.state`` and run the MCP
+    server's session manager; on the way out, wait for background memory work."""
     assert services.pool is not None
     runner = TurnRunner(services, state_graph(services))  # one compiled graph: turns and reads
     app.state.services = services
@@ -45,7 +46,8 @@ async def _serving(app: FastAPI, services: Services) -> AsyncIterator[None]:
     # Memory work a dead process owed is finished in the background, not at startup.
     recovery = asyncio.create_task(runner.recover_all(), name="recover-unfinished-runs")
     try:
-        yield
+        async with serving_mcp(app, services, runner):
+            yield
     finally:
         await asyncio.gather(recovery, return_exceptions=True)
         await runner.drain()
@@ -90,5 +92,6 @@ def create_app(services: Services | None = None, *, agent_protocol: bool = True)
         for router in PROTOCOL_ROUTERS:
             app.include_router(router)
     mount_agent(app, app.state.agent)
+    mount_mcp(app)
     mount_inspector(app)
     return app

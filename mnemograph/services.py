@@ -196,9 +196,9 @@ async def open_services(
     _single_threaded_blas()
     services = Services(settings=settings)
     if settings.pii_redaction:
-        from stores.pii import redact
+        from stores.pii import make_redactor
 
-        services.redact = redact
+        services.redact = make_redactor(settings.pii_regions)
     if chat_model is not None:
         services.set_chat_model(chat_model)
     async with services._stack:

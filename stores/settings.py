@@ -7,11 +7,13 @@ Mnemograph-specific carries the ``MNEMOGRAPH_`` prefix.
 
 from __future__ import annotations
 
+import json
 from functools import cached_property
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import AliasChoices, Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, SecretStr, StringConstraints, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class Settings(BaseSettings):
@@ -150,6 +152,26 @@ class Settings(BaseSettings):
         description="Redact emails, phones, card numbers, SSNs and IBANs before long-term "
         "memory and knowledge-graph writes.",
     )
+    pii_regions: Annotated[
+        list[Annotated[str, StringConstraints(strip_whitespace=True, to_upper=True)]], NoDecode
+    ] = Field(
+        # Same list as stores.pii.DEFAULT_REGIONS (settings may not import it; a test checks).
+        default_factory=lambda: ["US", "GB", "FR", "DE", "ES", "IT", "NL", "IN", "BR", "JP", "AU"],
+        description="ISO 3166 regions whose national phone formats PII redaction recognises "
+        "(comma-separated or a JSON list; unknown codes refuse to start). Numbers written "
+        "+CC... are found whatever this says. Each region adds time and false-positive risk.",
+    )
+
+    @field_validator("pii_regions", mode="before")
+    @classmethod
+    def _split_pii_regions(cls, value: object) -> object:
+        """``MNEMOGRAPH_PII_REGIONS=FR,DE`` as well as a JSON list."""
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [part for part in text.split(",") if part.strip()]
+        return value
 
     # --- Security and data lifecycle (issue 7) ------------------------------------------
     checkpoint_key: SecretStr | None = Field(

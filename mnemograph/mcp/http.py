@@ -5,9 +5,11 @@ app's lifespan (``mnemograph.web.app._serving``): it builds the server on the ap
 and turn runner and runs the SDK's session manager for as long as the app serves (a mounted
 SDK app's own lifespan never runs). Both live on ``app.state``, so two apps share nothing.
 
-Every request is authenticated first, by the dependency every REST route uses
-(``mnemograph.web.deps.current_user``: API key or JWT, rate-limited), and answered 401 before
-the MCP layer sees it; the user id then travels in the ASGI scope to the tools. The server is
+Every request is authenticated as every route is: the app's gate
+(``mnemograph.web.middleware.Gate``) checks the API key or JWT in the headers and the rate
+limit before any byte of the body is read (401, 429), and ``mnemograph.web.deps.current_user``
+hands the endpoint that user (checking the headers itself in an app without the gate); the
+user id then travels in the ASGI scope to the tools. The server is
 stateless (each POST stands alone, no ``Mcp-Session-Id``), so ``serve --workers N`` needs no
 sticky sessions and no session can be reused under another credential. Its DNS-rebinding
 host check is off: callers authenticate with a key in a header, which a page that rebinds a
@@ -50,8 +52,9 @@ def request_user(ctx: ToolContext) -> str:
 class McpEndpoint:
     """The ``/mcp`` ASGI endpoint: authenticate, then hand over to the app's session manager.
 
-    An authentication failure raises the same ``HTTPException`` as on every route, so the
-    app's handlers answer it (401 with ``detail``, 429 with ``Retry-After``).
+    Without the app's gate in front, an authentication failure raises the ``HTTPException``
+    of every route, which the app's handlers answer (401 with ``detail``, 429 with
+    ``Retry-After``).
     """
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

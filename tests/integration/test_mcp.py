@@ -7,6 +7,7 @@ the profile resource and a chat turn."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -141,6 +142,18 @@ async def test_mcp_over_http_needs_a_key(base: str, services: Services) -> None:
     with pytest.raises(Exception):  # noqa: B017 - the SDK wraps the 401 in its own errors
         async with http_client(base, "wrong-key") as client:
             await client.list_tools()
+
+    # The 401 comes before any body byte is read: headers announce a body that never comes.
+    host, port = base.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(
+        b"POST /mcp HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 1000\r\n\r\n"
+    )
+    await writer.drain()
+    status = await asyncio.wait_for(reader.readline(), 10)
+    writer.close()
+    assert status.startswith(b"HTTP/1.1 401"), status
 
 
 async def test_recall_facts_profile_and_chat_over_http(base: str, services: Services) -> None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
+import socket
 import subprocess
 import sys
 import time
@@ -312,3 +314,55 @@ async def test_handshake_era_clients_over_http(base: str, services: Services) ->
         found = data(await client.call_tool("search_memories", {"query": "languages I speak"}))
         assert [m["id"] for m in found["memories"]] == [added["memory"]["id"]]
     assert services.memory is not None and await services.memory.count(user) == 1
+
+
+async def test_mcp_on_a_served_process_with_two_workers(
+    pg_url: str, data_dir: Path, services: Services, tmp_path: Path
+) -> None:
+    """`mnemograph serve --workers 2` (services opened by the app's own lifespan): every call on
+    a fresh connection, so either worker may answer; no session ties a client to one."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    log = tmp_path / "serve.log"
+    with log.open("ab") as sink:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "mnemograph.cli", "serve", "--port", str(port),
+            "--workers", "2", cwd=ROOT, stdout=sink, stderr=sink, env=cli_env(pg_url, data_dir),
+        )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    user, key = await new_key(services)
+    try:
+        deadline = time.monotonic() + 180
+        async with httpx.AsyncClient(timeout=2) as http:
+            while True:
+                assert proc.returncode is None, log.read_text(errors="replace")[-3000:]
+                try:
+                    if (await http.get(f"{base}/health")).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                assert time.monotonic() < deadline, log.read_text(errors="replace")[-3000:]
+                await asyncio.sleep(0.5)
+        said = {
+            "locker": "My gym locker number is 17",
+            "tractor": "I drive a green tractor on weekends",
+            "sister": "My sister moved to Oslo",
+            "stamps": "I collect vintage postage stamps",
+        }
+        ids = {}
+        for word, text in said.items():
+            async with http_client(base, key) as client:
+                ids[word] = data(await client.call_tool("add_memory", {"text": text}))["memory"]
+        for word, memory in ids.items():
+            async with http_client(base, key) as client:
+                found = data(await client.call_tool("search_memories", {"query": word, "k": 1}))
+                assert [m["id"] for m in found["memories"]] == [memory["id"]], (word, found)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(proc.wait(), 60)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+    assert services.memory is not None and await services.memory.count(user) == 4

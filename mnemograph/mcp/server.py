@@ -10,9 +10,10 @@ places the host decides, so the same server serves both transports:
 
 Arguments are validated twice: by the JSON schema the SDK derives from the annotations
 (ranges, lengths, the memory kinds), and by the tools' own checks, shared with the REST
-routes. A failure a caller can fix (``MnemographError``) becomes a tool error carrying the
-message (``isError``); anything else is the SDK's generic tool error, logged with its
-traceback, so internals never reach the client.
+routes. A failure a caller can act on (``MnemographError``, or PostgreSQL or the LLM being
+unreachable, named as the REST door names them) becomes a tool error carrying the message
+(``isError``); anything else is the SDK's generic tool error, logged with its traceback, so
+internals never reach the client.
 """
 
 from __future__ import annotations
@@ -22,9 +23,12 @@ from contextlib import AbstractAsyncContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any
 
+import openai
+import psycopg
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ToolError
 from mcp.types import ToolAnnotations
+from psycopg_pool import PoolTimeout
 from pydantic import Field
 
 from graph.facts import MAX_ENTITY_CHARS
@@ -60,12 +64,21 @@ Lifespan = Callable[[MCPServer[Backend]], AbstractAsyncContextManager[Backend]]
 
 @contextmanager
 def tool_errors(error: type[Exception] = ToolError) -> Iterator[None]:
-    """A refusal the caller can act on, as a tool error with its message (nothing was done);
-    ``ResourceError`` for resource reads, which have only the protocol error path."""
+    """A failure the caller can act on, as a tool error with its message (nothing was done);
+    ``ResourceError`` for resource reads, which have only the protocol error path. Outages
+    are named as the REST door's 503s name them (``mnemograph.web.errors``)."""
     try:
         yield
     except MnemographError as exc:
         raise error(str(exc)) from exc
+    except (psycopg.OperationalError, PoolTimeout) as exc:
+        raise error("PostgreSQL is unavailable; retry shortly") from exc
+    except openai.APITimeoutError as exc:
+        raise error("the LLM endpoint did not answer in time; nothing was saved") from exc
+    except openai.APIConnectionError as exc:
+        raise error("the LLM endpoint is unreachable; nothing was saved") from exc
+    except openai.APIStatusError as exc:
+        raise error(f"the LLM endpoint answered HTTP {exc.status_code}; nothing was saved") from exc
 
 
 Query = Annotated[

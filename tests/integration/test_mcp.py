@@ -22,12 +22,16 @@ from typing import Any
 
 import httpx
 import httpx2
+import openai
+import psycopg
 import pytest
 from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
+from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CallToolResult, TextContent, TextResourceContents
 
 from graph.facts import Triple
+from mnemograph.mcp.server import tool_errors
 from mnemograph.services import Services
 from tests.conftest import cli_env
 from tests.integration.test_agent_protocol import new_key, serve
@@ -366,3 +370,15 @@ async def test_mcp_on_a_served_process_with_two_workers(
             proc.kill()
             await proc.wait()
     assert services.memory is not None and await services.memory.count(user) == 4
+
+
+def test_outages_are_tool_errors_that_name_the_service() -> None:
+    request = httpx.Request("POST", "http://llm/v1/chat/completions")
+    outages: list[tuple[Exception, str]] = [
+        (psycopg.OperationalError("connection refused"), "PostgreSQL is unavailable"),
+        (openai.APIConnectionError(request=request), "LLM endpoint is unreachable"),
+        (openai.APITimeoutError(request=request), "did not answer in time"),
+    ]
+    for exc, says in outages:
+        with pytest.raises(ToolError, match=says), tool_errors():
+            raise exc

@@ -373,7 +373,7 @@ async def test_mcp_on_a_served_process_with_two_workers(
 
 
 def test_outages_are_tool_errors_that_name_the_service() -> None:
-    request = httpx.Request("POST", "http://llm/v1/chat/completions")
+    request = httpx2.Request("POST", "http://llm/v1/chat/completions")
     outages: list[tuple[Exception, str]] = [
         (psycopg.OperationalError("connection refused"), "PostgreSQL is unavailable"),
         (openai.APIConnectionError(request=request), "LLM endpoint is unreachable"),

@@ -26,8 +26,9 @@ async def test_graph_outage_is_degraded_not_down(tmp_path: Path, pg_url: str) ->
             _, key = await services.user_registry().create(f"health-{uuid.uuid4().hex[:6]}")
             app = create_app(services)
             headers = {"Authorization": f"Bearer {key}"}
+            tid = f"h-{uuid.uuid4().hex[:6]}"
             body = {"input": {"messages": [{"type": "human", "content": "I live in Lisbon"}]},
-                    "config": {"configurable": {"thread_id": f"h-{uuid.uuid4().hex[:6]}"}}}  # fmt: skip
+                    "config": {"configurable": {"thread_id": tid}}}  # fmt: skip
             async with app.router.lifespan_context(app):
                 transport = httpx.ASGITransport(app=app)
                 async with httpx.AsyncClient(transport=transport, base_url="http://t",

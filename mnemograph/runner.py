@@ -26,7 +26,7 @@ from graph.builder import PIPELINE, REPLY_NODE
 from graph.context import Context
 from mnemograph.services import Services
 from mnemograph.validation import check_knobs, to_messages
-from stores.errors import InvalidInput
+from stores.errors import Gone, InvalidInput
 from stores.ids import check_id
 from stores.postgres.savers import PooledPostgresSaver
 from stores.postgres.thread_locks import holding_thread
@@ -38,6 +38,10 @@ _REPLY_CHECKPOINT = frozenset(f"branch:to:{name}" for name in POST_REPLY_NODES)
 """Channels only the checkpoint holding the reply updates: it schedules the post-reply nodes."""
 
 log = logging.getLogger(__name__)
+
+
+def _gone() -> Gone:
+    return Gone("this account was deleted; the turn was cancelled and nothing was kept")
 
 
 def request_knobs(knobs: dict[str, Any]) -> dict[str, Any]:
@@ -127,6 +131,13 @@ class TurnRunner:
         """The checkpointer when it can report commits and cache channels, else ``None``."""
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self._background: set[asyncio.Task[None]] = set()
+        self._work: dict[str, set[asyncio.Task[Any]]] = {}
+        """Each user's running turns in this process (``invoke``'s whole turn, ``stream``'s
+        producer), so deleting one user cancels and waits for that user's work only."""
+        self._stopping: dict[str, int] = {}
+        """Users being deleted in this process: their new turns are refused meanwhile."""
+        self._killed: weakref.WeakSet[asyncio.Task[Any]] = weakref.WeakSet()
+        """Turns cancelled because their user was deleted (they end with :class:`Gone`)."""
 
     def context(self, user_id: str, **knobs: Any) -> Context:
         """The run's context: the user, this process's services and the request's knobs."""
@@ -215,7 +226,10 @@ class TurnRunner:
                     self._cache_messages(thread_id, None)
                     if not progress.replied:  # no reply: take the question back out
                         await self._forget(thread_id, parsed)
-                        await threads.end_run(thread_id)
+                        try:
+                            await threads.end_run(thread_id)
+                        except Exception:  # e.g. the user was deleted: keep the first error
+                            log.warning("could not unmark the failed run on thread %s", thread_id)
                     raise
                 self._cache_messages(thread_id, progress.final)
                 await threads.end_run(thread_id)
@@ -307,6 +321,7 @@ class TurnRunner:
     ) -> list[AnyMessage]:
         check_id("thread id", thread_id)
         parsed = to_messages(messages)
+        self._refuse_stopping(user_id)
         await self.services.thread_registry().claim(user_id, thread_id, title=parsed[0].text[:60])
         return parsed
 
@@ -332,6 +347,7 @@ class TurnRunner:
         reply cannot cancel the memory work, which runs in the runner's background.
         """
         parsed = await self._start(user_id, thread_id, messages)
+        self._refuse_stopping(user_id)
         gate = ReplyGate()
         task = asyncio.create_task(
             self._invoke_run(user_id, thread_id, parsed, config, knobs, gate, on_token),
@@ -339,6 +355,7 @@ class TurnRunner:
         )
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+        self._track(user_id, task)
         return await asyncio.shield(gate.reply)
 
     async def _invoke_run(
@@ -367,6 +384,11 @@ class TurnRunner:
                     gate.replied()
             gate.finished()
         except BaseException as exc:
+            if asyncio.current_task() in self._killed:  # its user was deleted
+                gate.failed(_gone())
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+                return
             if not gate.failed(exc):
                 log.exception("post-reply work failed on thread %s", thread_id)
             if isinstance(exc, asyncio.CancelledError):
@@ -382,12 +404,92 @@ class TurnRunner:
         config: RunnableConfig | None = None,
         **knobs: Any,
     ) -> AsyncIterator[Any]:
-        """Stream a turn; the reply's tokens come first, memory work after, same connection."""
+        """Stream a turn; the reply's tokens come first, memory work after, same connection.
+
+        The turn runs in a task of its own (tracked per user, so deleting the user cancels
+        it), handing chunks over one at a time; closing this iterator cancels the turn.
+        """
         parsed = await self._start(user_id, thread_id, messages)
+        self._refuse_stopping(user_id)
         wanted = set(stream_mode) if isinstance(stream_mode, list) else {stream_mode}
-        async for mode, chunk in self._run(user_id, thread_id, parsed, config, knobs, stream_mode):
-            if mode in wanted:
+        queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue(maxsize=1)
+
+        async def produce() -> None:
+            async for mode, chunk in self._run(
+                user_id, thread_id, parsed, config, knobs, stream_mode
+            ):
+                if mode in wanted:
+                    await queue.put((mode, chunk))
+
+        task = asyncio.create_task(produce(), name=f"stream:{thread_id}")
+        self._track(user_id, task)
+        try:
+            while True:
+                getter = asyncio.ensure_future(queue.get())
+                try:
+                    await asyncio.wait({getter, task}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    if not getter.done():
+                        getter.cancel()
+                if getter.done() and not getter.cancelled():
+                    mode, chunk = getter.result()
+                elif not queue.empty():
+                    mode, chunk = queue.get_nowait()
+                else:
+                    break
                 yield (mode, chunk) if isinstance(stream_mode, list) else chunk
+            if task in self._killed:
+                raise _gone()
+            task.result()
+        finally:
+            if not task.done():
+                task.cancel()
+                await asyncio.wait({task})
+
+    def _track(self, user_id: str, task: asyncio.Task[Any]) -> None:
+        """Count ``task`` as ``user_id``'s work until it ends."""
+        tasks = self._work.setdefault(user_id, set())
+        tasks.add(task)
+
+        def done(finished: asyncio.Task[Any]) -> None:
+            tasks.discard(finished)
+            if not tasks and self._work.get(user_id) is tasks:
+                del self._work[user_id]
+
+        task.add_done_callback(done)
+
+    def _refuse_stopping(self, user_id: str) -> None:
+        if user_id in self._stopping:
+            raise _gone()
+
+    @asynccontextmanager
+    async def stopping(self, user_id: str) -> AsyncIterator[None]:
+        """For the block's duration (a delete of ``user_id``): refuse the user's new turns in
+        this process, and first cancel the ones running, waiting until each has ended.
+
+        Only this user's turns are touched; other users' work goes on undisturbed. The
+        database's tombstones refuse the writes of turns in other processes.
+        """
+        self._stopping[user_id] = self._stopping.get(user_id, 0) + 1
+        try:
+            running = set(self._work.get(user_id, ()))
+            for task in running:
+                if not task.done():
+                    self._killed.add(task)
+                    task.cancel()
+            if running:
+                await asyncio.wait(running)
+            yield
+        finally:
+            left = self._stopping[user_id] - 1
+            if left:
+                self._stopping[user_id] = left
+            else:
+                del self._stopping[user_id]
+
+    def running(self, user_id: str) -> int:
+        """How many turns of ``user_id`` run in this process now."""
+        return len(self._work.get(user_id, ()))
 
     async def drain(self) -> None:
         """Wait for background post-reply work (shutdown, tests, benches)."""

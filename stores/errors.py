@@ -22,5 +22,9 @@ class NotFound(MnemographError):
     """The thing does not exist, or belongs to someone else; the two are never told apart."""
 
 
+class Gone(NotFound):
+    """The user (or their thread) was deleted: nothing more is stored for them, ever."""
+
+
 class InvalidInput(MnemographError):
     """The caller sent something malformed; nothing was stored."""

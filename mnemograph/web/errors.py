@@ -15,7 +15,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from psycopg_pool import PoolTimeout
 
-from stores.errors import InvalidInput, MnemographError, NotFound, ServiceUnavailable
+from stores.errors import Gone, InvalidInput, MnemographError, NotFound, ServiceUnavailable
+from stores.postgres.migrations import GONE_SQLSTATE
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +29,8 @@ async def known_errors(request: Request, exc: Exception) -> JSONResponse:
     status = 400
     if isinstance(exc, Conflict):
         status = 409
+    elif isinstance(exc, Gone):
+        status = 410
     elif isinstance(exc, NotFound):
         status = 404
     elif isinstance(exc, ServiceUnavailable):
@@ -77,6 +80,16 @@ async def invalid_request(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": problems}, status_code=422)
 
 
+async def postgres_error(request: Request, exc: Exception) -> JSONResponse:
+    """A write refused because its user was deleted meanwhile is a 410; any other database
+    error is logged and answered without its text."""
+    if getattr(exc, "sqlstate", None) == GONE_SQLSTATE:
+        return JSONResponse({"detail": "this account was deleted"}, status_code=410)
+    log.error("database error", exc_info=exc)
+    return JSONResponse({"detail": "the database refused the request; see the server log"},
+                        status_code=500)  # fmt: skip
+
+
 async def postgres_down(request: Request, exc: Exception) -> JSONResponse:
     """A lost or unreachable database is a 503 naming the service, never a bare 500."""
     return JSONResponse(
@@ -115,6 +128,7 @@ Handler = Callable[[Request, Any], Coroutine[Any, Any, JSONResponse]]
 EXCEPTION_HANDLERS: Mapping[type[Exception], Handler] = {
     MnemographError: known_errors,
     RequestValidationError: invalid_request,
+    psycopg.Error: postgres_error,
     psycopg.OperationalError: postgres_down,
     PoolTimeout: postgres_down,
     # Starlette picks the handler of the nearest class in the exception's MRO, so the

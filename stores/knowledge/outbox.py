@@ -20,7 +20,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from graph.facts import Triple
-from stores.errors import ServiceUnavailable
+from stores.errors import Gone, ServiceUnavailable
 from stores.ids import check_id
 from stores.knowledge.bolt import GraphStore
 from stores.postgres.migrations import OUTBOX_DDL, create_tables
@@ -98,6 +98,27 @@ class GraphOutbox:
             row = await cur.fetchone()
         return int(row["n"]) if row else 0
 
+    async def user_gone(self, user_id: str) -> bool:
+        """Whether ``user_id`` was deleted (its tombstone, migration 2)."""
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT EXISTS (SELECT 1 FROM mnemo_deleted_users WHERE user_id = %s) AS gone",
+                (user_id,),
+            )
+            row = await cur.fetchone()
+        return bool(row and row["gone"])
+
+    async def undo_if_gone(self, graph: GraphStore, user_id: str) -> None:
+        """After a graph write: if the user was deleted meanwhile, delete what was written.
+
+        The graph server is outside PostgreSQL, so its writes are checked after the fact:
+        either this check sees the tombstone, or the write finished before the tombstone
+        and the deletion's own sweep of the graph, which comes after it, removed it.
+        """
+        if await self.user_gone(user_id):
+            await graph.delete_user(user_id)
+            raise Gone(f"user {user_id} was deleted; the graph write was undone")
+
     async def delete_user(self, user_id: str) -> int:
         """Drop a user's queued writes (account deletion); return how many."""
         async with self._pool.connection() as conn:
@@ -135,8 +156,12 @@ class GraphOutbox:
                                 message_id=row["message_id"],
                                 at_ms=int(row["at_ms"]),
                             )
+                            await self.undo_if_gone(graph, row["user_id"])
                         except ServiceUnavailable:
                             return ReplayResult(replayed, await self.count(), failed)
+                        except Gone:
+                            await conn.execute(f"DELETE FROM {TABLE} WHERE id = %s", (row["id"],))
+                            continue
                         except Exception as exc:
                             failed += 1
                             log.warning(
@@ -190,6 +215,8 @@ async def write_or_enqueue(
                 await graph.upsert_triples(
                     user_id, triples, thread_id=thread_id, message_id=message_id, at_ms=at_ms
                 )
+                if outbox is not None:
+                    await outbox.undo_if_gone(graph, user_id)
                 return "graph"
         except ServiceUnavailable as exc:
             log.warning("graph write deferred to the outbox: %s", exc.detail)

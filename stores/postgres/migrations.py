@@ -375,7 +375,104 @@ def _v1_schema(target: Target) -> list[Step]:
     return steps
 
 
-MIGRATIONS: tuple[Migration, ...] = (_v1_schema,)
+# ============================================================ version 2: deletion is final
+# A deleted user's id and their threads' ids are kept (ids only, no data) and every write
+# path checks them in the database itself, so a turn still running in any process, a late
+# background write or a claim of the thread id can never bring the data back. Writers take a
+# shared transaction lock on the id before looking; the deleter takes it exclusively while
+# it records the id, so a write either committed before the record (and the deleter's sweep
+# that follows removes it) or sees the record and fails with SQLSTATE ``MG410``.
+GONE_USER_LOCK = 0x6D67_6475  # class key of the per-user transaction lock ("mgdu")
+GONE_THREAD_LOCK = 0x6D67_6474  # class key of the per-thread transaction lock ("mgdt")
+GONE_SQLSTATE = "MG410"
+"""The error a write for a deleted user or thread fails with."""
+
+TOMBSTONE_DDL: tuple[str, ...] = (
+    """
+    CREATE TABLE IF NOT EXISTS mnemo_deleted_users (
+        user_id    text PRIMARY KEY,
+        deleted_at timestamptz NOT NULL DEFAULT now()
+    )""",
+    """
+    CREATE TABLE IF NOT EXISTS mnemo_deleted_threads (
+        thread_id  text PRIMARY KEY,
+        user_id    text NOT NULL,
+        deleted_at timestamptz NOT NULL DEFAULT now()
+    )""",
+    f"""
+    CREATE OR REPLACE FUNCTION mnemo_user_gone(uid text) RETURNS boolean
+    LANGUAGE plpgsql VOLATILE AS $$
+    BEGIN
+        PERFORM pg_advisory_xact_lock_shared({GONE_USER_LOCK}, hashtext(uid));
+        RETURN EXISTS (SELECT 1 FROM mnemo_deleted_users WHERE user_id = uid);
+    END $$
+    """,
+    f"""
+    CREATE OR REPLACE FUNCTION mnemo_thread_gone(tid text) RETURNS boolean
+    LANGUAGE plpgsql VOLATILE AS $$
+    BEGIN
+        PERFORM pg_advisory_xact_lock_shared({GONE_THREAD_LOCK}, hashtext(tid));
+        RETURN EXISTS (SELECT 1 FROM mnemo_deleted_threads WHERE thread_id = tid);
+    END $$
+    """,
+    # Store rows (memories, thread metadata, Agent Protocol items): the namespace's first
+    # label is the user id. The memory index and vectors reference store rows.
+    f"""
+    CREATE OR REPLACE FUNCTION mnemo_refuse_gone_prefix() RETURNS trigger
+    LANGUAGE plpgsql AS $$
+    BEGIN
+        IF mnemo_user_gone(split_part(NEW.prefix, '.', 1)) THEN
+            RAISE EXCEPTION 'user % was deleted', split_part(NEW.prefix, '.', 1)
+                USING ERRCODE = '{GONE_SQLSTATE}';
+        END IF;
+        RETURN NEW;
+    END $$
+    """,
+    f"""
+    CREATE OR REPLACE FUNCTION mnemo_refuse_gone_user() RETURNS trigger
+    LANGUAGE plpgsql AS $$
+    BEGIN
+        IF mnemo_user_gone(NEW.user_id) THEN
+            RAISE EXCEPTION 'user % was deleted', NEW.user_id USING ERRCODE = '{GONE_SQLSTATE}';
+        END IF;
+        RETURN NEW;
+    END $$
+    """,
+    f"""
+    CREATE OR REPLACE FUNCTION mnemo_refuse_gone_thread() RETURNS trigger
+    LANGUAGE plpgsql AS $$
+    BEGIN
+        IF mnemo_thread_gone(NEW.thread_id) THEN
+            RAISE EXCEPTION 'thread % was deleted', NEW.thread_id
+                USING ERRCODE = '{GONE_SQLSTATE}';
+        END IF;
+        RETURN NEW;
+    END $$
+    """,
+    "CREATE OR REPLACE TRIGGER mnemo_gone_store BEFORE INSERT OR UPDATE ON store "
+    "FOR EACH ROW EXECUTE FUNCTION mnemo_refuse_gone_prefix()",
+    "CREATE OR REPLACE TRIGGER mnemo_gone_outbox BEFORE INSERT OR UPDATE ON mnemo_graph_outbox "
+    "FOR EACH ROW EXECUTE FUNCTION mnemo_refuse_gone_user()",
+    # Claims: neither the deleted user nor anyone else may (re)create one of their threads.
+    "CREATE OR REPLACE TRIGGER mnemo_gone_thread_owner BEFORE INSERT OR UPDATE ON mnemo_threads "
+    "FOR EACH ROW EXECUTE FUNCTION mnemo_refuse_gone_user()",
+    "CREATE OR REPLACE TRIGGER mnemo_gone_thread_id BEFORE INSERT ON mnemo_threads "
+    "FOR EACH ROW EXECUTE FUNCTION mnemo_refuse_gone_thread()",
+    # LangGraph's checkpoint tables carry the thread id only.
+    *(
+        f"CREATE OR REPLACE TRIGGER mnemo_gone_{table} BEFORE INSERT OR UPDATE ON {table} "
+        "FOR EACH ROW EXECUTE FUNCTION mnemo_refuse_gone_thread()"
+        for table in ("checkpoints", "checkpoint_blobs", "checkpoint_writes")
+    ),
+)
+
+
+def _v2_final_deletion(target: Target) -> list[Step]:
+    """Tombstones of deleted users and threads, checked by triggers on every write path."""
+    return list(TOMBSTONE_DDL)
+
+
+MIGRATIONS: tuple[Migration, ...] = (_v1_schema, _v2_final_deletion)
 """Mnemograph's migrations in order; version ``n`` is ``MIGRATIONS[n - 1]``. Append only."""
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -417,6 +514,8 @@ async def migrate(
     target = Target(dims=int(dims), pgvector=bool(pgvector))
     if done == 0:  # a database new to Mnemograph
         await _langgraph_store(pool)
+    if done < 2 <= len(steps_of):  # migration 2 puts triggers on the checkpoint tables
+        await _langgraph_checkpoints(pool)
     async with pool.connection() as conn:
         if done == 0:
             await conn.execute(
@@ -460,3 +559,15 @@ async def _langgraph_store(pool: AsyncConnectionPool[Any]) -> None:
     from langgraph.store.postgres.aio import AsyncPostgresStore
 
     await AsyncPostgresStore(conn=pool).setup()
+
+
+async def _langgraph_checkpoints(pool: AsyncConnectionPool[Any]) -> None:
+    """Make sure LangGraph's checkpoint tables exist: migration 2 puts triggers on them.
+
+    Their own migration list, idempotent (hosts have already run it by then); it needs
+    autocommit connections (``CREATE INDEX CONCURRENTLY``), so it runs before the migration's
+    transaction.
+    """
+    from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+
+    await AsyncPostgresSaver(conn=pool).setup()

@@ -8,12 +8,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import psycopg
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from stores.errors import NotFound
 from stores.ids import check_id
-from stores.postgres.migrations import THREADS_DDL, create_tables
+from stores.postgres.migrations import GONE_SQLSTATE, GONE_THREAD_LOCK, THREADS_DDL, create_tables
 
 
 @dataclass(frozen=True)
@@ -42,17 +43,22 @@ class ThreadRegistry:
         """Create the thread for ``user_id`` or confirm they own it; foreign threads 404."""
         check_id("user id", user_id)
         check_id("thread id", thread_id)
-        async with self._pool.connection() as conn:
-            cur = await conn.execute(
-                """
-                INSERT INTO mnemo_threads (thread_id, user_id, title) VALUES (%s, %s, %s)
-                ON CONFLICT (thread_id) DO UPDATE SET updated_at = now()
-                    WHERE mnemo_threads.user_id = EXCLUDED.user_id
-                RETURNING thread_id, user_id, title, created_at, updated_at
-                """,
-                (thread_id, user_id, title[:200]),
-            )
-            row = await cur.fetchone()
+        try:
+            async with self._pool.connection() as conn:
+                cur = await conn.execute(
+                    """
+                    INSERT INTO mnemo_threads (thread_id, user_id, title) VALUES (%s, %s, %s)
+                    ON CONFLICT (thread_id) DO UPDATE SET updated_at = now()
+                        WHERE mnemo_threads.user_id = EXCLUDED.user_id
+                    RETURNING thread_id, user_id, title, created_at, updated_at
+                    """,
+                    (thread_id, user_id, title[:200]),
+                )
+                row = await cur.fetchone()
+        except psycopg.Error as exc:  # the user, or the thread's earlier owner, was deleted
+            if exc.sqlstate == GONE_SQLSTATE:  # told apart from a foreign thread by nobody
+                raise NotFound(f"thread {thread_id!r} not found") from None
+            raise
         if row is None:
             raise NotFound(f"thread {thread_id!r} not found")
         return ThreadInfo(**row)
@@ -84,6 +90,32 @@ class ThreadRegistry:
             )
             rows = await cur.fetchall()
         return [ThreadInfo(**r) for r in rows]
+
+    async def tombstone_user_threads(self, user_id: str) -> builtins.list[str]:
+        """Record every thread of ``user_id`` as deleted and return their ids.
+
+        From the commit on, no checkpoint can be written on them and nobody can claim their
+        ids again (migration 2). Call it after the user's own tombstone, so the list is
+        complete: the user can claim no new thread by then.
+        """
+        async with self._pool.connection() as conn, conn.transaction():
+            cur = await conn.execute(
+                "SELECT thread_id FROM mnemo_threads WHERE user_id = %s ORDER BY thread_id",
+                (user_id,),
+            )
+            ids = [str(r["thread_id"]) for r in await cur.fetchall()]
+            for thread_id in ids:
+                await conn.execute(
+                    "SELECT pg_advisory_xact_lock(%s, hashtext(%s))",
+                    (GONE_THREAD_LOCK, thread_id),
+                )
+            if ids:
+                await conn.execute(
+                    "INSERT INTO mnemo_deleted_threads (thread_id, user_id) "
+                    "SELECT unnest(%s::text[]), %s ON CONFLICT DO NOTHING",
+                    (ids, user_id),
+                )
+        return ids
 
     async def begin_run(self, thread_id: str, context: dict[str, Any]) -> dict[str, Any] | None:
         """Mark a run as started; return the context of an unfinished earlier run, if any.

@@ -14,7 +14,7 @@ from typing import Any
 from psycopg_pool import AsyncConnectionPool
 
 from stores.errors import InvalidInput, NotFound
-from stores.postgres.migrations import USERS_DDL, create_tables
+from stores.postgres.migrations import GONE_USER_LOCK, USERS_DDL, create_tables
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 KEY_PREFIX = "mg_"
@@ -91,6 +91,23 @@ class UserRegistry:
                 "SELECT user_id, name, created_at FROM mnemo_users ORDER BY created_at"
             )
             return [User(**r) for r in await cur.fetchall()]
+
+    async def tombstone(self, user_id: str) -> None:
+        """Record ``user_id`` as deleted: from the commit on, every write for them fails (in
+        any process; see migration 2); writes that started before it have committed."""
+        async with self._pool.connection() as conn, conn.transaction():
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (GONE_USER_LOCK, user_id)
+            )
+            await conn.execute(
+                "INSERT INTO mnemo_deleted_users (user_id) VALUES (%s) ON CONFLICT DO NOTHING",
+                (user_id,),
+            )
+
+    async def revive(self, user_id: str) -> None:
+        """Take the tombstone back (a wipe that keeps the account)."""
+        async with self._pool.connection() as conn:
+            await conn.execute("DELETE FROM mnemo_deleted_users WHERE user_id = %s", (user_id,))
 
     async def delete(self, user_id: str) -> int:
         """Remove the user row and its keys; returns rows removed (keys included)."""

@@ -88,6 +88,8 @@ async def _leftovers(services: Services, graph: EmbeddedGraphServer, user: str,
                 "mnemo_graph_outbox"} <= {c["table_name"] for c in columns}  # fmt: skip
         for c in columns:
             table, column = c["table_name"], c["column_name"]
+            if table.startswith("mnemo_deleted_"):
+                continue  # the tombstones: ids kept so nothing can be written for them again
             if column == "user_id":
                 where, args = f"{column} = %s", [user]
             elif column == "thread_id":

@@ -4,7 +4,8 @@ under uvicorn on 127.0.0.1 with a slow scripted model:
 * a turn still running when the user is deleted, streamed (``/agent/stream``) or invoked,
   writes nothing afterwards: no checkpoint, memory, store item, outbox row or graph node;
 * the same when the delete comes from another process (`mnemograph users delete`);
-* the deleted user's thread id can be claimed and read by nobody.
+* the deleted user's thread id can be claimed and read by nobody;
+* ``DELETE /me`` waits for this user's work only, not for other users' turns.
 """
 
 from __future__ import annotations
@@ -215,3 +216,41 @@ async def _tombstoned(services: Services, user: str) -> bool:
         )
         row = await cur.fetchone()
     return bool(row and row["t"])
+
+
+async def test_delete_me_waits_for_this_users_work_only(
+    services: Services, graph_server: EmbeddedGraphServer
+) -> None:
+    """Another user's turn (its memory work still running) does not hold up ``DELETE /me``,
+    and it finishes undisturbed."""
+    slow = SlowModel()
+    async with serving(services, slow.model) as (base, app):
+        async with httpx.AsyncClient(base_url=base, timeout=120) as http:
+            _other, other_headers = await new_user(services)
+            other_thread = f"df-{uuid.uuid4().hex[:10]}"
+            busy = asyncio.create_task(
+                http.post(
+                    "/agent/invoke", json=body(other_thread, "SLOW busy"), headers=other_headers
+                )
+            )
+            await asyncio.wait_for(slow.waiting.wait(), 30)
+            user, headers = await new_user(services)
+            thread = f"df-{uuid.uuid4().hex[:10]}"
+            res = await http.post(
+                "/agent/invoke", json=body(thread, "I own a boat"), headers=headers
+            )
+            assert res.status_code == 200, res.text
+            t0 = time.perf_counter()
+            try:
+                res = await asyncio.wait_for(http.delete("/me", headers=headers), 10)
+            finally:
+                took = time.perf_counter() - t0
+                slow.go.set()
+            assert res.status_code == 200, res.text
+            print(f"DELETE /me while another user's turn runs: {took * 1000:.0f} ms")
+            assert took < 5, took
+            res = await asyncio.wait_for(busy, 60)
+            assert res.status_code == 200, res.text
+            assert res.json()["output"]["messages"][-1]["content"] == "noted: SLOW busy"
+            await settle(app)
+            await assert_gone_for_good(http, services, graph_server, user, thread)

@@ -20,6 +20,5 @@ async def export_me(user: User, services: ServicesDep) -> dict[str, Any]:
 
 @router.delete("", summary="Delete your account and everything stored about you")
 async def delete_me(user: User, services: ServicesDep, runner: RunnerDep) -> Deleted:
-    await runner.drain()  # let running turns land before deleting
-    # Cancels this user's running turns and refuses their writes from then on.
+    # Cancels this user's running turns (only theirs) and refuses their writes from then on.
     return Deleted(deleted=await delete_user(services, user, runner=runner))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -26,6 +27,8 @@ from mnemograph.web.errors import EXCEPTION_HANDLERS
 from mnemograph.web.inspector import mount_inspector
 from mnemograph.web.middleware import Gate, Latency
 from mnemograph.web.routes import ROUTERS
+from mnemograph.web.routes.openai_compat.route import _CODES as OPENAI_CODES
+from mnemograph.web.routes.openai_compat.wire import error as openai_error
 from mnemograph.web.routes.protocol import ROUTERS as PROTOCOL_ROUTERS
 from mnemograph.web.routes.protocol.records import ThreadBook
 
@@ -69,6 +72,10 @@ def _lifespan(services: Services | None) -> Lifespan:
     return lifespan
 
 
+def _openai_gate_error(status: int, message: str) -> dict[str, Any]:
+    return openai_error(status, message, OPENAI_CODES.get(status))
+
+
 def create_app(services: Services | None = None, *, agent_protocol: bool = True) -> FastAPI:
     """Build the app; tests pass already-open services, production opens its own.
 
@@ -86,6 +93,8 @@ def create_app(services: Services | None = None, *, agent_protocol: bool = True)
     app.state.latency = Latency()
     app.state.agent = AgentRunnable()
     app.add_middleware(Gate)  # auth from headers, then the body counted as it arrives
+    # What the gate answers itself (401, 413, 429, 400) on the OpenAI door, in OpenAI's shape.
+    app.state.error_shapes = {"/v1/": _openai_gate_error}
     for router in ROUTERS:
         app.include_router(router)
     if agent_protocol:

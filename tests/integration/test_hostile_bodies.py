@@ -155,6 +155,10 @@ async def test_not_json_without_a_key_is_401(base: str) -> None:
             assert res.status_code == 401, (path, res.status_code, res.text)
         res = await http.get("/agent/input_schema")
         assert res.status_code == 401, res.text
+        # the OpenAI door's early answers come in OpenAI's shape
+        res = await http.post("/v1/chat/completions", content=b"{not json")
+        assert res.status_code == 401, res.text
+        assert res.json()["error"]["code"] == "invalid_api_key", res.text
         for path in ("/health", "/openapi.json", "/docs", "/", "/inspector/inspector.js"):
             assert (await http.get(path)).status_code == 200, path
 

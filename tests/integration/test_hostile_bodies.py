@@ -118,7 +118,8 @@ async def chunked_post(
 
 
 ROUTES = ["/agent/invoke", "/agent/stream", "/agent/batch", "/threads", "/api/threads",
-          "/threads/x/runs/wait", "/store/items/search", "/memories"]  # fmt: skip
+          "/threads/x/runs/wait", "/store/items/search", "/memories", "/v1/chat/completions",
+          "/mcp"]  # fmt: skip
 
 
 async def test_unauthenticated_chunked_bodies_are_refused_from_the_headers(

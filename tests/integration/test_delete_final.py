@@ -254,3 +254,47 @@ async def test_delete_me_waits_for_this_users_work_only(
             assert res.json()["output"]["messages"][-1]["content"] == "noted: SLOW busy"
             await settle(app)
             await assert_gone_for_good(http, services, graph_server, user, thread)
+
+
+async def test_late_writes_of_another_process_are_refused_by_the_database(
+    services: Services, graph_server: EmbeddedGraphServer
+) -> None:
+    """What a process that never heard of the delete would still try, straight at the stores,
+    after it: every write fails (the database's tombstones), the graph write undoes itself,
+    and nothing is left."""
+    import psycopg
+    from langgraph.checkpoint.base import empty_checkpoint
+
+    from graph.facts import Triple
+    from mnemograph.lifecycle import delete_user
+    from stores.errors import Gone, NotFound
+    from stores.knowledge.outbox import write_or_enqueue
+
+    slow = SlowModel()
+    async with serving(services, slow.model) as (base, app):
+        async with httpx.AsyncClient(base_url=base, timeout=120) as http:
+            user, headers = await new_user(services)
+            thread = f"df-{uuid.uuid4().hex[:10]}"
+            res = await http.post(
+                "/agent/invoke", json=body(thread, "I own a boat"), headers=headers
+            )
+            assert res.status_code == 200, res.text
+            await app.state.runner.drain()
+            await delete_user(services, user)  # as the CLI does: no runner of this process
+            assert services.memory is not None and services.checkpointer is not None
+            with pytest.raises(psycopg.Error, match="was deleted"):
+                await services.memory.add(user, "The user owns a late boat")
+            config: Any = {"configurable": {"thread_id": thread, "checkpoint_ns": ""}}
+            with pytest.raises(psycopg.Error, match="was deleted"):
+                await services.checkpointer.aput(config, empty_checkpoint(), {}, {})
+            with pytest.raises(NotFound):
+                await services.thread_registry().claim(user, f"df-{uuid.uuid4().hex[:10]}")
+            assert services.facts is not None and services.graph is not None
+            late = [Triple(subject="I", predicate="owns", object="late boat")]
+            with pytest.raises(psycopg.Error, match="was deleted"):
+                await write_or_enqueue(None, services.outbox, user, late,
+                                       thread_id=thread, message_id="m", at_ms=1)  # fmt: skip
+            with pytest.raises(Gone):
+                await write_or_enqueue(services.graph, services.outbox, user, late,
+                                       thread_id=thread, message_id="m", at_ms=1)  # fmt: skip
+            await assert_gone_for_good(http, services, graph_server, user, thread)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from contextlib import nullcontext
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from mnemograph.services import Services
 from mnemograph.threads_view import read_thread
 from stores.ids import check_id
-from stores.postgres.thread_locks import holding_thread
+from stores.postgres.thread_locks import try_thread_xact_lock
 
 if TYPE_CHECKING:
     from mnemograph.runner import TurnRunner
@@ -89,17 +90,22 @@ async def delete_user(
 
 async def _wait_for_turns(services: Services, thread_ids: list[str], wait_s: float) -> None:
     """Wait (up to ``wait_s``) for turns on these threads in any process to end: each holds
-    its thread's advisory lock for the whole turn, memory work included."""
+    its thread's advisory lock for the whole turn, memory work included.
+
+    The lock is only tried, never waited on in PostgreSQL: a blocked lock request cut by
+    the deadline could still be granted and stay held by a pooled connection.
+    """
     pool = services.lock_pool
     if pool is None or not thread_ids:
         return
-    try:
-        async with asyncio.timeout(wait_s), pool.connection(timeout=wait_s) as conn:
-            for thread_id in thread_ids:
-                async with holding_thread(conn, thread_id):
-                    pass
-    except TimeoutError:
-        log.warning("a turn of a deleted user is still running elsewhere; deleting anyway")
+    deadline = time.monotonic() + wait_s
+    async with pool.connection(timeout=wait_s) as conn:
+        for thread_id in thread_ids:
+            while not await try_thread_xact_lock(conn, thread_id):  # autocommit: a probe
+                if time.monotonic() > deadline:
+                    log.warning("a turn of a deleted user still runs elsewhere; deleting anyway")
+                    return
+                await asyncio.sleep(0.05)
 
 
 async def _delete_data(

@@ -12,7 +12,7 @@ from dataclasses import fields
 from typing import Any, get_type_hints
 
 from langchain_core.messages import AnyMessage, BaseMessage, convert_to_messages
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
 
 from graph.context import REQUEST_KNOBS, Context
 from stores.errors import InvalidInput
@@ -61,6 +61,16 @@ class AgentInput(BaseModel):
         max_length=16,
         description='e.g. [{"type": "human", "content": "hi"}] or [{"role": "user", ...}]',
     )
+
+    @model_validator(mode="after")
+    def _readable(self) -> AgentInput:
+        """The messages pass the turn's own checks here, so LangServe answers 422 before a
+        stream starts, instead of cutting the stream with an error."""
+        try:
+            to_messages(self.messages)
+        except InvalidInput as exc:
+            raise ValueError(str(exc)) from None
+        return self
 
 
 KNOB_BOUNDS: dict[str, tuple[int, int]] = {

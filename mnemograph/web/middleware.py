@@ -92,6 +92,7 @@ class _Left(Exception):
 MAX_NUMBER_DIGITS = 4300
 """Python refuses to parse longer integers (a ``ValueError``, not a JSON error)."""
 _LONG_NUMBER = re.compile(rb"[0-9]{%d}" % (MAX_NUMBER_DIGITS + 1))
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 _STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
 _NOT_BRACKET = bytes(b for b in range(256) if b not in b"[]{}")
 
@@ -206,7 +207,32 @@ def _body_problem(body: bytes) -> str | None:
         return f"request body nests deeper than {MAX_JSON_DEPTH} levels"
     if _LONG_NUMBER.search(body) and _LONG_NUMBER.search(_STRING.sub(b"", body)):
         return f"a number in the request body has more than {MAX_NUMBER_DIGITS} digits"
+    if _SURROGATE_ESCAPE.search(body) and _lone_surrogate(body):
+        return "request body holds text that is not valid Unicode (a lone surrogate escape)"
     return None
+
+
+def _lone_surrogate(body: bytes) -> bool:
+    """Whether the JSON in ``body`` has a string with an unpaired ``\\ud800``-``\\udfff``
+    escape: it parses, but no UTF-8 encoder (the database's, the response's) takes it."""
+    try:
+        value = json.loads(body)
+    except (ValueError, RecursionError):
+        return False  # not JSON: the route says so
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+        elif isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return False
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

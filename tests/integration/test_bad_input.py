@@ -190,6 +190,8 @@ async def test_schemathesis_finds_no_server_errors(
         kwargs = case.as_transport_kwargs(base_url="http://t")
         req_headers = {k: v for k, v in (kwargs.get("headers") or {}).items()
                        if k.lower() not in ("content-length", "host")}  # fmt: skip
+        if any(not str(v).isascii() for v in req_headers.values()):
+            continue  # HTTP clients refuse such headers before sending (X-Thread-Id: 'Å')
         if i % 4:  # most cases authenticated, so they reach the handlers
             req_headers.update(headers)
         res = await client.request(

@@ -487,10 +487,6 @@ class TurnRunner:
             else:
                 del self._stopping[user_id]
 
-    def running(self, user_id: str) -> int:
-        """How many turns of ``user_id`` run in this process now."""
-        return len(self._work.get(user_id, ()))
-
     async def drain(self) -> None:
         """Wait for background post-reply work (shutdown, tests, benches)."""
         while self._background:

@@ -17,10 +17,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.middleware import Middleware
 from starlette.routing import BaseRoute
 
 from mnemograph.studio_services import SERVICES, ProcessServices
 from mnemograph.web import app as web_app
+from mnemograph.web.middleware import Gate
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +51,11 @@ def make_app(holder: ProcessServices = SERVICES) -> FastAPI:
     """``mnemograph.web.app.create_app`` without its Agent Protocol routes (langgraph-api
     serves its own) and without any other route that would clash, serving on ``holder``."""
     app = web_app.create_app(agent_protocol=False)
+    # langgraph-api runs this app's middleware in front of its own routes as well: the gate
+    # authenticates this app's routes only, and leaves langgraph-api's to its auth (dev user).
+    app.user_middleware = [
+        Middleware(Gate, foreign=clashes) if m.cls is Gate else m for m in app.user_middleware
+    ]
     dropped = [route for route in app.router.routes if clashes(_path(route))]
     app.router.routes = [r for r in app.router.routes if r not in dropped]
     # FastAPI's own /docs and /openapi.json are expected to go: langgraph-api serves its own.

@@ -114,10 +114,16 @@ def json_too_deep(body: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
 
 
 class Gate:
-    """The pure ASGI middleware described in the module docstring."""
+    """The pure ASGI middleware described in the module docstring.
 
-    def __init__(self, app: ASGIApp) -> None:
+    ``foreign`` names paths another app in the same process serves with its own auth (under
+    ``langgraph dev``, langgraph-api runs this app's middleware in front of its Agent Protocol
+    routes too): their bodies are still counted, their credentials are not checked here.
+    """
+
+    def __init__(self, app: ASGIApp, *, foreign: Callable[[str], bool] | None = None) -> None:
         self.app = app
+        self.foreign = foreign
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -132,7 +138,7 @@ class Gate:
         if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
             await self._error(scope, send, 413, f"request body over {MAX_BODY_BYTES} bytes")
             return
-        if not is_open(path):
+        if not is_open(path) and not (self.foreign is not None and self.foreign(path)):
             try:
                 user_id = await authenticate(state, headers)
                 rate_limit(state, user_id)

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from psycopg.errors import UndefinedTable
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
@@ -99,13 +100,17 @@ class GraphOutbox:
         return int(row["n"]) if row else 0
 
     async def user_gone(self, user_id: str) -> bool:
-        """Whether ``user_id`` was deleted (its tombstone, migration 2)."""
-        async with self._pool.connection() as conn:
-            cur = await conn.execute(
-                "SELECT EXISTS (SELECT 1 FROM mnemo_deleted_users WHERE user_id = %s) AS gone",
-                (user_id,),
-            )
-            row = await cur.fetchone()
+        """Whether ``user_id`` was deleted (its tombstone, migration 2; a database set up
+        with the outbox table alone has no tombstones)."""
+        try:
+            async with self._pool.connection() as conn:
+                cur = await conn.execute(
+                    "SELECT EXISTS (SELECT 1 FROM mnemo_deleted_users WHERE user_id = %s) AS gone",
+                    (user_id,),
+                )
+                row = await cur.fetchone()
+        except UndefinedTable:
+            return False
         return bool(row and row["gone"])
 
     async def undo_if_gone(self, graph: GraphStore, user_id: str) -> None:

@@ -36,6 +36,7 @@ from typing import Any
 
 from fastapi import HTTPException
 from starlette.datastructures import Headers
+from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 MAX_BODY_BYTES = 256 * 1024
@@ -145,6 +146,10 @@ class Gate:
             except HTTPException as exc:
                 await self._error(scope, send, exc.status_code, str(exc.detail), exc.headers)
                 return
+            except Exception as exc:  # e.g. PostgreSQL down: the app's handlers name it (503)
+                if not await self._handled(scope, receive, send, exc):
+                    raise
+                return
             scope.setdefault("state", {})["user_id"] = user_id
         if length not in (None, "0") or "transfer-encoding" in headers:
             try:
@@ -166,6 +171,22 @@ class Gate:
             latency: Latency = state.latency
             latency.add(f"http {scope['method']} {path.split('/')[1] or '/'}",
                         (time.perf_counter() - t0) * 1000)  # fmt: skip
+
+    async def _handled(self, scope: Scope, receive: Receive, send: Send, exc: Exception) -> bool:
+        """Answer ``exc`` as the app's exception handlers would (they run inside this
+        middleware, so they never see what it raises); ``False`` if none applies."""
+        handlers: dict[Any, Any] = getattr(scope["app"], "exception_handlers", {})
+        handler = next((handlers[c] for c in type(exc).__mro__ if c in handlers), None)
+        if handler is None or isinstance(handler, type):
+            return False
+        answer = await handler(Request(scope, receive), exc)
+        try:
+            detail = str(json.loads(bytes(answer.body)).get("detail", "request failed"))
+        except ValueError:
+            detail = "request failed"
+        kept = {k: v for k, v in answer.headers.items() if k == "retry-after"}
+        await self._error(scope, send, answer.status_code, detail, kept)
+        return True
 
     @staticmethod
     async def _error(

@@ -1,0 +1,274 @@
+"""Mnemograph against the LangGraph a user would write from the docs, in one run.
+
+Three systems, the same embedded PostgreSQL, the same embedder and the same zero-latency
+echo model, each driven for ``--turns`` turns on one thread after ``--warmup``:
+
+* **bare**: ``StateGraph(MessagesState)``, one model node, the stock ``AsyncPostgresSaver``
+  on a pool opened as LangGraph's docs open it;
+* **store pattern**: the same plus LangGraph's long-term memory pattern: an
+  ``AsyncPostgresStore`` with a vector index (the same embedder), ``asearch`` (k=5) before
+  the model, the hits in the system message, one ``aput`` after; its user holds as many
+  items as Mnemograph's;
+* **mnemograph**: ``TurnRunner`` with every memory kind on (hybrid recall, graph recall,
+  summary, memory and knowledge writes) for a user seeded with ``--memories`` memories and
+  ``--triples`` triples. The reply path is what the caller waits for; the whole turn
+  includes the post-reply memory work.
+
+Machine CPU per turn is read from ``/proc/stat`` (every process: Python, PostgreSQL, the
+graph server's JVM), so run it on a quiet machine; the goals of issue 18 are ratios within
+one run. ``python -m bench.vs_langgraph [--turns 100] [--warmup 10] [--memories 10000]
+[--triples 5000] [--json OUT]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from langchain_core.embeddings import Embeddings
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import HumanMessage, SystemMessage
+from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+from langgraph.graph import START, MessagesState, StateGraph
+from langgraph.store.postgres.aio import AsyncPostgresStore
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
+from rich.console import Console
+from rich.table import Table
+
+from bench.common import pct
+from bench.turn_overhead import message, seed, synthetic_memories
+from mnemograph.runner import TurnRunner
+from mnemograph.services import Services, open_services
+from stores.models.fake_llm import EchoChatModel
+from stores.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+Turn = Callable[[int], Awaitable[dict[str, float]]]
+
+
+def cpu_jiffies() -> int:
+    """Busy CPU time of the whole machine so far, in jiffies (every process counts)."""
+    with open("/proc/stat", encoding="ascii") as stat:
+        fields = [int(x) for x in stat.readline().split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    return sum(fields[:8]) - idle
+
+
+async def drive(turn: Turn, turns: int, warmup: int) -> dict[str, Any]:
+    """Run ``warmup`` then ``turns`` turns; latency percentiles and CPU per measured turn."""
+    for n in range(warmup):
+        await turn(n)
+    samples: dict[str, list[float]] = {}
+    cpu0 = cpu_jiffies()
+    for n in range(warmup, warmup + turns):
+        for name, ms in (await turn(n)).items():
+            samples.setdefault(name, []).append(ms)
+    cpu_ms = (cpu_jiffies() - cpu0) * 1000 / _hz() / turns
+    out: dict[str, Any] = {"cpu_ms_per_turn": cpu_ms}
+    for name, values in samples.items():
+        out[name] = {"p50": pct(values, 0.5), "p95": pct(values, 0.95)}
+    return out
+
+
+def _hz() -> int:
+    import os
+
+    return int(os.sysconf("SC_CLK_TCK"))
+
+
+async def stock_pool(url: str) -> AsyncConnectionPool[Any]:
+    """A pool as LangGraph's docs open one for ``AsyncPostgresSaver``/``AsyncPostgresStore``."""
+    pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
+        conninfo=url, max_size=10, open=False,
+        kwargs={"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row},
+    )  # fmt: skip
+    await pool.open(wait=True)
+    return pool
+
+
+def bare_graph(model: BaseChatModel, saver: AsyncPostgresSaver) -> Any:
+    async def call_model(state: MessagesState) -> dict[str, Any]:
+        return {"messages": [await model.ainvoke(state["messages"])]}
+
+    builder = StateGraph(MessagesState)
+    builder.add_node("call_model", call_model)
+    builder.add_edge(START, "call_model")
+    return builder.compile(checkpointer=saver)
+
+
+def store_graph(model: BaseChatModel, saver: AsyncPostgresSaver, user: str) -> Any:
+    """LangGraph's long-term memory pattern, as its docs show it (search, prompt, put)."""
+
+    from langgraph.config import get_store
+
+    async def call_model(state: MessagesState) -> dict[str, Any]:
+        store = get_store()
+        namespace = ("memories", user)
+        last = state["messages"][-1].text
+        hits = await store.asearch(namespace, query=last, limit=5)
+        memories = "\n".join(str(h.value["text"]) for h in hits)
+        system = SystemMessage(content=f"You are a helpful assistant.\nUser info: {memories}")
+        reply = await model.ainvoke([system, *state["messages"]])
+        await store.aput(namespace, str(uuid.uuid4()), {"text": last})
+        return {"messages": [reply]}
+
+    builder = StateGraph(MessagesState)
+    builder.add_node("call_model", call_model)
+    builder.add_edge(START, "call_model")
+    return builder
+
+
+async def seed_store(store: AsyncPostgresStore, user: str, n: int) -> None:
+    """The same synthetic memories Mnemograph's user gets, in batches (embedded in bulk)."""
+    import random
+
+    from langgraph.store.base import PutOp
+
+    texts = synthetic_memories(n, random.Random(7))
+    for start in range(0, n, 500):
+        await store.abatch([
+            PutOp(("memories", user), f"seed-{i}", {"text": text})
+            for i, text in enumerate(texts[start : start + 500], start)
+        ])  # fmt: skip
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    data_dir = Path(args.data_dir or tempfile.mkdtemp(prefix="mg-vs-"))
+    settings = Settings(data_dir=data_dir, model="fake")
+    model = EchoChatModel()
+    results: dict[str, Any] = {"turns": args.turns, "warmup": args.warmup,
+                               "memories": args.memories, "triples": args.triples}  # fmt: skip
+    async with open_services(settings, chat_model=model) as services:
+        url = str(services.postgres().conninfo)
+        embeddings = services.embeddings
+        assert embeddings is not None
+        await embeddings.aembed_query("warm up")
+        pool = await stock_pool(url)
+        try:
+            saver = AsyncPostgresSaver(conn=pool)
+            await saver.setup()
+            results["bare"] = await _bare(model, saver, args)
+            results["store pattern"] = await _store(model, saver, pool, embeddings, args)
+            results["mnemograph"] = await _mnemograph(services, args)
+        finally:
+            await pool.close()
+    return results
+
+
+async def _bare(model: BaseChatModel, saver: AsyncPostgresSaver, args: argparse.Namespace) -> Any:
+    graph = bare_graph(model, saver)
+    config: Any = {"configurable": {"thread_id": f"bare-{uuid.uuid4().hex[:8]}"}}
+
+    async def turn(n: int) -> dict[str, float]:
+        t0 = time.perf_counter()
+        await graph.ainvoke({"messages": [HumanMessage(content=message(n, _rng(n)))]}, config)
+        return {"reply": (time.perf_counter() - t0) * 1000}
+
+    return await drive(turn, args.turns, args.warmup)
+
+
+async def _store(
+    model: BaseChatModel,
+    saver: AsyncPostgresSaver,
+    pool: AsyncConnectionPool[Any],
+    embeddings: Embeddings,
+    args: argparse.Namespace,
+) -> Any:
+    store = AsyncPostgresStore(
+        pool, index={"dims": 384, "embed": embeddings, "fields": ["text"]}
+    )
+    await store.setup()
+    user = f"store-{uuid.uuid4().hex[:8]}"
+    t0 = time.perf_counter()
+    await seed_store(store, user, args.memories)
+    seeded_s = time.perf_counter() - t0
+    graph = store_graph(model, saver, user).compile(checkpointer=saver, store=store)
+    config: Any = {"configurable": {"thread_id": f"store-{uuid.uuid4().hex[:8]}"}}
+
+    async def turn(n: int) -> dict[str, float]:
+        t0 = time.perf_counter()
+        await graph.ainvoke({"messages": [HumanMessage(content=message(n, _rng(n)))]}, config)
+        return {"reply": (time.perf_counter() - t0) * 1000}
+
+    out = await drive(turn, args.turns, args.warmup)
+    out["seed_s"] = seeded_s
+    return out
+
+
+async def _mnemograph(services: Services, args: argparse.Namespace) -> Any:
+    account, _key = await services.user_registry().create(f"vs-{uuid.uuid4().hex[:6]}")
+    user = account.user_id
+    seeded = await seed(services, user, args.memories, args.triples)
+    runner = TurnRunner(services)
+    thread = f"mg-{uuid.uuid4().hex[:8]}"
+
+    async def turn(n: int) -> dict[str, float]:
+        t0 = time.perf_counter()
+        await runner.invoke(user, thread, [{"type": "human", "content": message(n, _rng(n))}])
+        reply = (time.perf_counter() - t0) * 1000
+        await runner.drain()
+        return {"reply": reply, "whole_turn": (time.perf_counter() - t0) * 1000}
+
+    out = await drive(turn, args.turns, args.warmup)
+    out["seed_s"] = seeded
+    return out
+
+
+def _rng(n: int) -> Any:
+    import random
+
+    return random.Random(n)
+
+
+def print_table(results: dict[str, Any], console: Console) -> None:
+    bare = results["bare"]
+    table = Table(
+        title=f"Per turn, zero-latency model, {results['memories']:,} memories "
+        f"(+{results['triples']:,} triples for Mnemograph), {results['turns']} turns"
+    )
+    for column in ("system", "reply p50", "reply p95", "whole p50", "CPU ms/turn",
+                   "p50 / bare", "p95 / bare", "CPU / bare"):  # fmt: skip
+        table.add_column(column, justify="left" if column == "system" else "right")
+    for name in ("bare", "store pattern", "mnemograph"):
+        row = results[name]
+        whole = row.get("whole_turn", row["reply"])
+        table.add_row(
+            name, f"{row['reply']['p50']:.1f}", f"{row['reply']['p95']:.1f}",
+            f"{whole['p50']:.1f}", f"{row['cpu_ms_per_turn']:.1f}",
+            f"{row['reply']['p50'] / bare['reply']['p50']:.2f}",
+            f"{row['reply']['p95'] / bare['reply']['p95']:.2f}",
+            f"{row['cpu_ms_per_turn'] / bare['cpu_ms_per_turn']:.2f}",
+        )  # fmt: skip
+    console.print(table)
+    mg, store = results["mnemograph"], results["store pattern"]
+    console.print(f"mnemograph reply p50 / store pattern p50: "
+                  f"{mg['reply']['p50'] / store['reply']['p50']:.2f}")  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--turns", type=int, default=100)
+    parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--memories", type=int, default=10_000)
+    parser.add_argument("--triples", type=int, default=5_000)
+    parser.add_argument("--data-dir", default=None)
+    default_out = ROOT / "bench" / "results" / "vs_langgraph.json"
+    parser.add_argument("--json", type=Path, default=default_out)
+    args = parser.parse_args(argv)
+    results = asyncio.run(run(args))
+    print_table(results, Console())
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(results, indent=2), encoding="utf-8")
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -54,10 +54,10 @@ async def authenticate(headers: dict[bytes, bytes]) -> Auth.types.MinimalUserDic
     if settings.jwt_secret is not None and key.count(".") == 2:
         from fastapi import HTTPException
 
-        from mnemograph.web.deps import _jwt_user  # the REST API's JWT rules, not a copy
+        from mnemograph.web.deps import jwt_user  # the REST API's JWT rules, not a copy
 
         try:
-            user_id: str | None = _jwt_user(key, settings)
+            user_id: str | None = await jwt_user(key, settings, services.user_registry())
         except HTTPException as exc:
             raise _unauthorized(str(exc.detail)) from None
     else:

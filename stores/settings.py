@@ -15,6 +15,9 @@ from typing import Annotated
 from pydantic import AliasChoices, Field, SecretStr, StringConstraints, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+JWT_SECRET_MIN_BYTES = 32
+"""Shortest HS256 secret accepted (RFC 7518: a key at least as long as the hash output)."""
+
 
 class Settings(BaseSettings):
     """Deployment configuration. Absent services fall back to embedded ones in ``data_dir``."""
@@ -137,10 +140,17 @@ class Settings(BaseSettings):
     )
     jwt_secret: SecretStr | None = Field(
         default=None,
-        description="Accept HS256 JWT bearer tokens signed with this secret; the user id is "
-        "the token's `sub`. API keys keep working.",
+        description="Accept HS256 JWT bearer tokens signed with this secret (at least "
+        f"{JWT_SECRET_MIN_BYTES} bytes; shorter refuses to start); the token's `sub` must name "
+        "an existing, not deleted account (its user id or its name). API keys keep working.",
     )
     jwt_audience: str | None = Field(default=None, description="Required `aud`, if set.")
+    jwt_max_ttl_s: float = Field(
+        default=24 * 3600,
+        gt=0,
+        description="Longest lifetime a JWT may have: `exp` at most this far from now, and "
+        "from `iat` when the token has one. Longer-lived tokens are refused (401).",
+    )
     compact_every_turns: int = Field(
         default=50,
         ge=0,
@@ -161,6 +171,21 @@ class Settings(BaseSettings):
         "(comma-separated or a JSON list; unknown codes refuse to start). Numbers written "
         "+CC... are found whatever this says. Each region adds time and false-positive risk.",
     )
+
+    @field_validator("jwt_secret", mode="before")
+    @classmethod
+    def _strong_jwt_secret(cls, value: object) -> object:
+        """An empty value is unset; anything shorter than 32 bytes is refused (an HMAC key
+        shorter than the hash can be brute-forced from one token)."""
+        raw = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if raw is None or (isinstance(raw, str) and not raw.strip()):
+            return None
+        if isinstance(raw, str) and len(raw.encode()) < JWT_SECRET_MIN_BYTES:
+            raise ValueError(
+                f"must be at least {JWT_SECRET_MIN_BYTES} bytes (it has {len(raw.encode())}); "
+                "e.g. `openssl rand -hex 32`"
+            )
+        return value
 
     @field_validator("pii_regions", mode="before")
     @classmethod

@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from mnemograph.cli.common import UserOpt, err, out, run, validate_ids
+from mnemograph.cli.common import UserOpt, check_settings, err, out, run, validate_ids
 from stores.errors import MnemographError
 
 
@@ -79,6 +79,7 @@ def serve(
     """Serve the HTTP API, LangServe /agent and the inspector page."""
     import uvicorn
 
+    check_settings()  # a bad variable (a short JWT secret...) is one line and exit 2
     logging.basicConfig(level=os.environ.get("MNEMOGRAPH_LOG_LEVEL", "WARNING").upper())
     try:
         with contextlib.ExitStack() as stack:

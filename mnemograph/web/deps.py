@@ -21,6 +21,7 @@ from stores.knowledge.bolt import GraphStore
 
 if TYPE_CHECKING:
     from stores.memory.store import MemoryStore
+    from stores.postgres.users import UserRegistry
 
 
 class RateLimiter:
@@ -67,8 +68,13 @@ async def get_runner(request: Request) -> TurnRunner:
 RunnerDep = Annotated[TurnRunner, Depends(get_runner)]
 
 
-def _jwt_user(token: str, settings: Any) -> str:
-    """The `sub` of a valid HS256 token; signature, expiry and audience are all checked."""
+JWT_LEEWAY_S = 60
+"""Clock skew allowed between the identity provider and this server on the lifetime cap."""
+
+
+def _jwt_subject(token: str, settings: Any) -> str:
+    """The `sub` of a valid HS256 token: signature, expiry, audience and the lifetime cap
+    (``settings.jwt_max_ttl_s``: `exp` at most that far from now, and from `iat` if given)."""
     import jwt
 
     try:
@@ -81,10 +87,25 @@ def _jwt_user(token: str, settings: Any) -> str:
         )
     except jwt.PyJWTError as exc:
         raise HTTPException(401, f"invalid token: {exc}") from None
+    cap = float(settings.jwt_max_ttl_s)
+    exp, iat = float(claims["exp"]), claims.get("iat")
+    if exp - time.time() > cap + JWT_LEEWAY_S or (iat is not None and exp - float(iat) > cap):
+        raise HTTPException(
+            401, f"invalid token: lives longer than {cap:.0f} s (MNEMOGRAPH_JWT_MAX_TTL_S)"
+        )
     try:
         return check_id("user id", str(claims["sub"]))
     except InvalidInput as exc:
         raise HTTPException(401, f"invalid token: {exc}") from None
+
+
+async def jwt_user(token: str, settings: Any, users: UserRegistry) -> str:
+    """The user id a valid token names: its `sub` must be the id or the name of an existing,
+    not deleted account (``users``), looked up on every request so a deletion holds at once."""
+    user_id = await users.active(_jwt_subject(token, settings))
+    if user_id is None:
+        raise HTTPException(401, "invalid token: its subject is not an active account")
+    return user_id
 
 
 def rate_limit(state: Any, user_id: str) -> None:
@@ -109,7 +130,7 @@ async def authenticate(state: Any, headers: Mapping[str, str]) -> str:
         raise HTTPException(401, "missing API key (Authorization: Bearer <key>, or X-Api-Key)")
     settings = state.services.settings
     if settings.jwt_secret is not None and key.count(".") == 2:
-        user_id = _jwt_user(key, settings)
+        user_id: str | None = await jwt_user(key, settings, state.users)
     else:
         user_id = await state.users.authenticate(key)
     if user_id is None:

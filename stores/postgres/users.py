@@ -85,6 +85,21 @@ class UserRegistry:
             raise NotFound(f"user {name_or_id!r} not found")
         return User(**row)
 
+    async def active(self, name_or_id: str) -> str | None:
+        """The user id of the account whose id or name is ``name_or_id``, unless that account
+        was deleted (tombstoned, even while its rows are still being removed); else None.
+        An id match wins over a name match."""
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT u.user_id FROM mnemo_users u "
+                "WHERE (u.user_id = %s OR u.name = %s) AND NOT EXISTS "
+                "(SELECT 1 FROM mnemo_deleted_users d WHERE d.user_id = u.user_id) "
+                "ORDER BY u.user_id = %s DESC LIMIT 1",
+                (name_or_id, name_or_id, name_or_id),
+            )
+            row = await cur.fetchone()
+        return str(row["user_id"]) if row else None
+
     async def list(self) -> list[User]:
         async with self._pool.connection() as conn:
             cur = await conn.execute(

@@ -34,6 +34,8 @@ GRAPH_ID = "mnemograph"
 START_TIMEOUT_S = 240.0
 """Start-up opens the services: embedded PostgreSQL, ArcadeDB, the embedder."""
 JWT_SECRET = "studio-test-secret-of-at-least-32-bytes"
+JWT_USER = "jwt-user"
+"""The account (by name) the test's JWTs name."""
 PATH_KEYS = (("checkpointer", "path"), ("store", "path"), ("auth", "path"), ("http", "app"))
 
 
@@ -193,6 +195,14 @@ def studio(tmp_path: Path, model: OpenAIStub) -> Iterator[str]:
                     f"{log_path.read_text()[-4000:]}"
                 )
             time.sleep(0.5)
+        # A JWT's subject must be an account (issue 16 item 6): the test's other user is one.
+        # The CLI joins the embedded PostgreSQL the server started in the same data dir.
+        created = subprocess.run(
+            [sys.executable, "-m", "mnemograph.cli", "users", "create", JWT_USER],
+            cwd=REPO, env=studio_env(tmp_path / "data", model.base_url),
+            capture_output=True, text=True, timeout=START_TIMEOUT_S,
+        )  # fmt: skip
+        assert created.returncode == 0, created.stderr
         yield url
     finally:
         if proc.poll() is None:
@@ -307,7 +317,7 @@ async def test_studio_runs_the_real_pipeline_on_the_real_memory(
     }
 
     # Another user (a JWT): none of the dev user's threads, facts or memories.
-    token = jwt.encode({"sub": "jwt-user", "exp": int(time.time()) + 600}, JWT_SECRET, "HS256")
+    token = jwt.encode({"sub": JWT_USER, "exp": int(time.time()) + 600}, JWT_SECRET, "HS256")
     other = get_client(url=studio, headers={"Authorization": f"Bearer {token}"})
     with pytest.raises(httpx.HTTPStatusError) as found:
         await other.threads.get_state(first)

@@ -441,7 +441,9 @@ async def test_jwt_bearer_tokens_by_setting(client: httpx.AsyncClient, app: Fast
 
     services: Services = app.state.services
     secret = "test-jwt-secret-of-enough-length-0123456789"
-    token = jwt.encode({"sub": "jwt-user-1", "exp": int(_time.time()) + 60}, secret, "HS256")
+    # The subject must be an account (issue 16 item 6; tests/integration/test_jwt_accounts.py).
+    account = (await app.state.users.create(f"jwt-{uuid.uuid4().hex[:8]}"))[0].user_id
+    token = jwt.encode({"sub": account, "exp": int(_time.time()) + 60}, secret, "HS256")
     headers = {"Authorization": f"Bearer {token}"}
     assert (await client.get("/api/threads", headers=headers)).status_code == 401  # off by default
     services.settings.jwt_secret = SecretStr(secret)
@@ -450,10 +452,10 @@ async def test_jwt_bearer_tokens_by_setting(client: httpx.AsyncClient, app: Fast
         assert res.status_code == 200, res.text
         listed = (await client.get("/api/threads", headers=headers)).json()
         assert [t["thread_id"] for t in listed] == ["jwt-t1"]
-        forged = jwt.encode({"sub": "jwt-user-1", "exp": int(_time.time()) + 60}, "x" * 40, "HS256")
+        forged = jwt.encode({"sub": account, "exp": int(_time.time()) + 60}, "x" * 40, "HS256")
         res = await client.get("/api/threads", headers={"Authorization": f"Bearer {forged}"})
         assert res.status_code == 401 and "invalid token" in res.text
-        expired = jwt.encode({"sub": "jwt-user-1", "exp": int(_time.time()) - 5}, secret, "HS256")
+        expired = jwt.encode({"sub": account, "exp": int(_time.time()) - 5}, secret, "HS256")
         res = await client.get("/api/threads", headers={"Authorization": f"Bearer {expired}"})
         assert res.status_code == 401
         bad_sub = jwt.encode({"sub": "../x", "exp": int(_time.time()) + 60}, secret, "HS256")

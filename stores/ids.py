@@ -11,7 +11,9 @@ import re
 
 from stores.errors import InvalidInput
 
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_:@-]{0,127}$")
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_:@-]{0,127}$"
+"""Every id's alphabet and length, as a regular expression (HTTP path parameters declare it)."""
+_ID = re.compile(ID_PATTERN)
 
 
 def check_id(kind: str, value: str) -> str:

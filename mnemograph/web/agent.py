@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Request
 from langserve import add_routes
 
 from mnemograph.langserve_adapter import AgentRunnable
@@ -54,4 +54,6 @@ def mount_agent(app: FastAPI, agent: AgentRunnable) -> None:
         path="/agent",
         per_req_config_modifier=with_identity,
         enabled_endpoints=ENDPOINTS,
+        # The caller, as on every route: the OpenAPI document lists the security schemes.
+        dependencies=[Depends(current_user)],
     )

@@ -11,12 +11,13 @@ import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, HTTPException, Path, Request
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from mnemograph.runner import TurnRunner
 from mnemograph.services import Services
 from stores.errors import InvalidInput, ServiceUnavailable
-from stores.ids import check_id
+from stores.ids import ID_PATTERN, check_id
 from stores.knowledge.bolt import GraphStore
 
 if TYPE_CHECKING:
@@ -138,10 +139,28 @@ async def authenticate(state: Any, headers: Mapping[str, str]) -> str:
     return str(user_id)
 
 
-async def current_user(request: Request) -> str:
+BEARER = HTTPBearer(
+    auto_error=False,
+    description="An API key (`mnemograph users create`) or, with MNEMOGRAPH_JWT_SECRET set, "
+    "an HS256 JWT whose `sub` names an account.",
+)
+API_KEY = APIKeyHeader(
+    name="X-Api-Key", auto_error=False, description="An API key (what `langgraph_sdk` sends)."
+)
+"""The two ways to present a credential, as OpenAPI security schemes: declared by
+:func:`current_user`, so every route that needs a caller lists them (``/docs`` offers
+"Authorize"). They only read the headers; :func:`authenticate` decides."""
+
+
+async def current_user(
+    request: Request,
+    _bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)] = None,
+    _api_key: Annotated[str | None, Depends(API_KEY)] = None,
+) -> str:
     """The caller's user id. The app's gate (``mnemograph.web.middleware.Gate``) has already
     authenticated and rate-limited the request from its headers; without the gate (an app
-    hosting these routes on its own), this does both here."""
+    hosting these routes on its own), this does both here. The two credential parameters
+    are for the OpenAPI document only (direct callers pass the request alone)."""
     known = getattr(request.state, "user_id", None)
     if isinstance(known, str):
         return known
@@ -170,4 +189,8 @@ async def get_graph_store(services: ServicesDep) -> GraphStore:
 
 User = Annotated[str, Depends(current_user)]
 """The authenticated (and rate-limited) caller's user id."""
+Id = Annotated[str, Path(pattern=ID_PATTERN, description="1-128 of A-Z a-z 0-9 _ : @ -, "
+                         "starting with a letter or digit")]  # fmt: skip
+"""An id in a path (thread, checkpoint, memory, assistant): a 422 naming the parameter when it
+does not match the id alphabet (``stores.ids``), before the route runs."""
 GraphStoreDep = Annotated[GraphStore, Depends(get_graph_store)]

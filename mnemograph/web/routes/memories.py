@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
 
-from mnemograph.web.deps import ServicesDep, User, memory_store
+from mnemograph.web.deps import Id, ServicesDep, User, memory_store
 from mnemograph.web.paging import PageDep, link_next
 from mnemograph.web.schemas import Deleted
 from stores.ids import check_id
@@ -38,7 +38,7 @@ async def memories(
 
 
 @router.delete("/{memory_id}", summary="Forget one memory")
-async def delete_memory(memory_id: str, user: User, services: ServicesDep) -> Deleted:
+async def delete_memory(memory_id: Id, user: User, services: ServicesDep) -> Deleted:
     check_id("memory id", memory_id)
     await memory_store(services).delete(user, memory_id)
     return Deleted(deleted={"memories": 1})

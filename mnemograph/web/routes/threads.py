@@ -6,7 +6,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from mnemograph.threads_view import read_thread
-from mnemograph.web.deps import ServicesDep, User
+from mnemograph.web.deps import Id, ServicesDep, User
 from mnemograph.web.paging import PageDep, link_next
 from mnemograph.web.routes.protocol.records import BookDep
 from mnemograph.web.schemas import Deleted, ThreadCreate, ThreadDetail, ThreadOut
@@ -33,7 +33,7 @@ async def list_threads(
 
 
 @router.get("/{thread_id}", summary="A thread's messages and rolling summary")
-async def get_thread(thread_id: str, user: User, services: ServicesDep) -> ThreadDetail:
+async def get_thread(thread_id: Id, user: User, services: ServicesDep) -> ThreadDetail:
     check_id("thread id", thread_id)
     assert services.threads is not None
     info = await services.threads.get(thread_id, user)
@@ -41,6 +41,6 @@ async def get_thread(thread_id: str, user: User, services: ServicesDep) -> Threa
 
 
 @router.delete("/{thread_id}", summary="Delete a thread and its checkpoints")
-async def delete_thread(thread_id: str, user: User, book: BookDep) -> Deleted:
+async def delete_thread(thread_id: Id, user: User, book: BookDep) -> Deleted:
     await book.delete(user, thread_id)  # under the thread's lock; metadata goes too
     return Deleted(deleted={"threads": 1})

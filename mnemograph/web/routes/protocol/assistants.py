@@ -17,7 +17,7 @@ from fastapi import APIRouter, Query, Request, Response
 from pydantic import TypeAdapter
 
 from mnemograph.validation import Knobs
-from mnemograph.web.deps import RunnerDep, User
+from mnemograph.web.deps import Id, RunnerDep, User
 from mnemograph.web.routes.protocol.bodies import AssistantSearch
 from mnemograph.web.routes.protocol.wire import json_response
 from stores.errors import NotFound
@@ -83,14 +83,14 @@ async def count_assistants(body: AssistantSearch, user: User) -> Response:
 
 
 @router.get("/assistants/{assistant_id}", summary="The assistant")
-async def get_assistant(assistant_id: str, user: User) -> Response:
+async def get_assistant(assistant_id: Id, user: User) -> Response:
     check_assistant(assistant_id)
     return json_response(assistant_json())
 
 
 @router.get("/assistants/{assistant_id}/graph", summary="The graph's nodes and edges")
 async def get_graph(
-    assistant_id: str,
+    assistant_id: Id,
     user: User,
     runner: RunnerDep,
     xray: Annotated[int | bool, Query()] = False,
@@ -108,7 +108,7 @@ def _schema(make: Callable[[], Any]) -> Any:
 
 
 @router.get("/assistants/{assistant_id}/schemas", summary="Input, output, state, context")
-async def get_schemas(assistant_id: str, user: User, runner: RunnerDep) -> Response:
+async def get_schemas(assistant_id: Id, user: User, runner: RunnerDep) -> Response:
     check_assistant(assistant_id)
     graph = runner.graph
     return json_response({
@@ -122,6 +122,6 @@ async def get_schemas(assistant_id: str, user: User, runner: RunnerDep) -> Respo
 
 
 @router.get("/assistants/{assistant_id}/subgraphs", summary="Subgraphs (there are none)")
-async def get_subgraphs(assistant_id: str, user: User) -> Response:
+async def get_subgraphs(assistant_id: Id, user: User) -> Response:
     check_assistant(assistant_id)
     return json_response({})

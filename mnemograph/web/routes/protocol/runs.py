@@ -23,7 +23,7 @@ from fastapi import APIRouter, Response
 from fastapi.responses import StreamingResponse
 
 from mnemograph.validation import to_messages
-from mnemograph.web.deps import User
+from mnemograph.web.deps import Id, User
 from mnemograph.web.routes.protocol.assistants import check_assistant
 from mnemograph.web.routes.protocol.bodies import RunCreate, knobs_of
 from mnemograph.web.routes.protocol.records import BookDep, ThreadBook
@@ -101,13 +101,13 @@ async def _stream(
 
 
 @router.post("/threads/{thread_id}/runs/wait", summary="Run a turn; answer with its output")
-async def wait_run(thread_id: str, body: RunCreate, user: User, book: BookDep) -> Response:
+async def wait_run(thread_id: Id, body: RunCreate, user: User, book: BookDep) -> Response:
     return await _wait(book, user, thread_id, body)
 
 
 @router.post("/threads/{thread_id}/runs/stream", summary="Run a turn, streamed as SSE")
 async def stream_run(
-    thread_id: str, body: RunCreate, user: User, book: BookDep
+    thread_id: Id, body: RunCreate, user: User, book: BookDep
 ) -> StreamingResponse:
     return await _stream(book, user, thread_id, body)
 

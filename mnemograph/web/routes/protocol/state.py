@@ -14,7 +14,7 @@ from fastapi import APIRouter, Query, Response
 from langchain_core.runnables import RunnableConfig
 from langgraph.types import StateSnapshot
 
-from mnemograph.web.deps import User
+from mnemograph.web.deps import Id, User
 from mnemograph.web.routes.protocol.bodies import AtCheckpoint, History
 from mnemograph.web.routes.protocol.records import BookDep
 from mnemograph.web.routes.protocol.wire import json_response, public_values
@@ -98,7 +98,7 @@ async def _state_at(
 
 @router.get("/threads/{thread_id}/state", summary="The thread's current state")
 async def get_state(
-    thread_id: str,
+    thread_id: Id,
     user: User,
     book: BookDep,
     subgraphs: bool = False,
@@ -109,13 +109,13 @@ async def get_state(
 
 @router.get("/threads/{thread_id}/state/{checkpoint_id}", summary="The state at a checkpoint")
 async def get_state_at(
-    thread_id: str, checkpoint_id: str, user: User, book: BookDep, subgraphs: bool = False
+    thread_id: Id, checkpoint_id: Id, user: User, book: BookDep, subgraphs: bool = False
 ) -> Response:
     return json_response(await _state_at(book, user, thread_id, checkpoint_id))
 
 
 @router.post("/threads/{thread_id}/state/checkpoint", summary="The state at a checkpoint")
-async def post_state_at(thread_id: str, body: AtCheckpoint, user: User, book: BookDep) -> Response:
+async def post_state_at(thread_id: Id, body: AtCheckpoint, user: User, book: BookDep) -> Response:
     checkpoint_id = body.checkpoint.get("checkpoint_id")
     if checkpoint_id is not None and not isinstance(checkpoint_id, str):
         raise InvalidInput("checkpoint.checkpoint_id must be a string")
@@ -154,13 +154,13 @@ async def _history(user: str, thread_id: str, body: History, book: BookDep) -> R
 
 
 @router.post("/threads/{thread_id}/history", summary="The thread's past states, newest first")
-async def post_history(thread_id: str, body: History, user: User, book: BookDep) -> Response:
+async def post_history(thread_id: Id, body: History, user: User, book: BookDep) -> Response:
     return await _history(user, thread_id, body, book)
 
 
 @router.get("/threads/{thread_id}/history", summary="The thread's past states, newest first")
 async def get_history(
-    thread_id: str,
+    thread_id: Id,
     user: User,
     book: BookDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 10,

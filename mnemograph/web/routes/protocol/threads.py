@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
 
-from mnemograph.web.deps import ServicesDep, User
+from mnemograph.web.deps import Id, ServicesDep, User
 from mnemograph.web.routes.protocol.bodies import (
     ThreadCount,
     ThreadCreate,
@@ -115,18 +115,18 @@ async def count_threads(body: ThreadCount, user: User, book: BookDep) -> Respons
 
 
 @router.get("/threads/{thread_id}", summary="One of your threads, with its current values")
-async def get_thread(thread_id: str, user: User, book: BookDep) -> Response:
+async def get_thread(thread_id: Id, user: User, book: BookDep) -> Response:
     return json_response(await book.one(user, thread_id))
 
 
 @router.patch("/threads/{thread_id}", summary="Merge metadata into one of your threads")
-async def patch_thread(thread_id: str, body: ThreadPatch, user: User, book: BookDep) -> Response:
+async def patch_thread(thread_id: Id, body: ThreadPatch, user: User, book: BookDep) -> Response:
     if body.metadata is None:
         return json_response(await book.one(user, thread_id))
     return json_response(await book.patch_metadata(user, thread_id, body.metadata))
 
 
 @router.delete("/threads/{thread_id}", status_code=204, summary="Delete one of your threads")
-async def delete_thread(thread_id: str, user: User, book: BookDep) -> Response:
+async def delete_thread(thread_id: Id, user: User, book: BookDep) -> Response:
     await book.delete(user, thread_id)
     return Response(status_code=204)

@@ -211,6 +211,9 @@ async def open_services(
                 settings.pg_data_dir,
                 keep_running=settings.embedded_pg_keep_running,
             )
+            # Let go of it when the services close (the last holder stops it): a process
+            # ended by a re-raised signal never runs pgserver's atexit hook.
+            services._stack.push_async_callback(asyncio.to_thread, embedded.release)
             services.embedded_pg_start_s = embedded.started_in_s
             url = embedded.url
         pool = await open_pool(

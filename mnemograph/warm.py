@@ -265,7 +265,7 @@ def keep(settings: Settings) -> None:
         if want.postgres:
             stage("starting PostgreSQL")
             pg = start_embedded_postgres(settings.pg_data_dir, keep_running=False)
-            stops.append(pg.server.cleanup)
+            stops.append(pg.release)
         if want.graph:
             stage("starting the graph server")
             graph = start_arcadedb(settings.graph_data_dir)

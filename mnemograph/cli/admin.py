@@ -6,6 +6,7 @@ import contextlib
 import json
 import logging
 import os
+import signal
 import sys
 from typing import Annotated
 
@@ -76,11 +77,21 @@ def serve(
     port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
     workers: Annotated[int, typer.Option(min=1, help="Uvicorn worker processes.")] = 1,
 ) -> None:
-    """Serve the HTTP API, LangServe /agent and the inspector page."""
+    """Serve the HTTP API, LangServe /agent and the inspector page.
+
+    SIGTERM and SIGINT stop it cleanly: uvicorn shuts the app down (its lifespan closes the
+    services, which stops the embedded servers they started), then exits 0.
+    """
     import uvicorn
 
     check_settings()  # a bad variable (a short JWT secret...) is one line and exit 2
     logging.basicConfig(level=os.environ.get("MNEMOGRAPH_LOG_LEVEL", "WARNING").upper())
+    # uvicorn handles SIGTERM and SIGINT itself while it runs; after its graceful shutdown it
+    # restores the handlers it found and raises the signal again. SIGINT's default handler
+    # raises KeyboardInterrupt, which uvicorn.run swallows; SIGTERM's default action would
+    # kill the process on the spot, skipping everything still to run here and at exit.
+    # Found this handler instead, SIGTERM ends serve the way SIGINT does.
+    previous = signal.signal(signal.SIGTERM, _terminate_like_sigint)
     try:
         with contextlib.ExitStack() as stack:
             if workers > 1:
@@ -97,6 +108,14 @@ def serve(
     except MnemographError as exc:
         err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
         raise typer.Exit(1) from None
+    except KeyboardInterrupt:  # a signal before uvicorn took over; the stack is closed
+        raise typer.Exit(0) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _terminate_like_sigint(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _start_shared_embedded(stack: contextlib.ExitStack) -> None:
@@ -113,7 +132,7 @@ def _start_shared_embedded(stack: contextlib.ExitStack) -> None:
     settings = get_settings()
     if settings.database_url is None:
         pg = start_embedded_postgres(settings.pg_data_dir, keep_running=False)
-        stack.callback(lambda: pg)  # the handle keeps the cluster up until serve exits
+        stack.callback(pg.release)  # held until serve exits; the last holder stops it
     if settings.neo4j_uri is None:
         graph_server = start_arcadedb(settings.graph_data_dir)
         stack.callback(graph_server.stop)

@@ -7,7 +7,11 @@ anything unexpected prints its type and first line. ``MNEMOGRAPH_DEBUG=1`` shows
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import os
+import signal
+import sys
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypeVar
 
@@ -34,8 +38,13 @@ def run(factory: Callable[[], Awaitable[T]]) -> T:
     debug = bool(os.environ.get("MNEMOGRAPH_DEBUG"))
     check_settings()
     setup_logging(lambda line: err.print(line, style="dim", markup=False, highlight=False))
+    terminated: list[int] = []
     try:
-        return asyncio.run(_awaitable(factory))
+        return asyncio.run(_awaitable(factory, terminated))
+    except asyncio.CancelledError:
+        if not terminated:
+            raise
+        raise typer.Exit(128 + terminated[0]) from None
     except MnemographError as exc:
         if debug:
             raise
@@ -72,8 +81,46 @@ def check_settings() -> None:
         raise typer.Exit(2) from None
 
 
-async def _awaitable(factory: Callable[[], Awaitable[T]]) -> T:
-    return await factory()
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+"""Signals that end a command the way Ctrl-C does (SIGHUP: its terminal went away)."""
+
+
+async def _awaitable(factory: Callable[[], Awaitable[T]], terminated: list[int]) -> T:
+    """Run the body; SIGTERM or SIGHUP cancels it, as asyncio.run does for Ctrl-C.
+
+    The default action of those signals ends the process on the spot and leaves the embedded
+    servers a command started running. Cancelling unwinds the body's ``async with
+    open_services()`` instead, which stops them; then the process exits at once with
+    128 + the signal's number, without waiting for threads still blocked (an interactive
+    chat's pending ``input()`` would hold ``asyncio.run`` until the next line of input).
+    """
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+
+    def on_signal(signum: int) -> None:
+        if not terminated and task is not None:  # once: a second signal must not cut cleanup
+            terminated.append(signum)
+            task.cancel()
+
+    installed = []
+    for signum in STOP_SIGNALS:
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(signum, on_signal, signum)
+            installed.append(signum)
+    try:
+        return await factory()
+    except asyncio.CancelledError:
+        if terminated:
+            with contextlib.suppress(Exception):
+                sys.stdout.flush()
+                sys.stderr.flush()
+                logging.shutdown()
+            os._exit(128 + terminated[0])
+        raise
+    finally:
+        for signum in installed:
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.remove_signal_handler(signum)
 
 
 def warm_up(settings: Any) -> None:

@@ -20,6 +20,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
+
 from stores.errors import ServiceUnavailable
 
 log = logging.getLogger(__name__)
@@ -123,12 +125,18 @@ class EmbeddedGraphServer:
     bolt_port: int = 0
     user: str = USER
     database: str = DATABASE
+    adopted: psutil.Process | None = field(default=None, repr=False)
+    """A server whose starter died (SIGKILL): taken over, so this process stops it."""
 
     def alive(self) -> bool:
+        if self.adopted is not None:
+            return _running(self.adopted)
         return self.process is not None and self.process.poll() is None
 
     def kill(self) -> None:
         """SIGKILL, no shutdown hook: what a crash looks like (used by resilience tests)."""
+        if self.adopted is not None:
+            _halt(self.adopted, timeout=0)
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait(timeout=10)
@@ -136,8 +144,12 @@ class EmbeddedGraphServer:
     def stop(self, timeout: float = 15.0) -> None:
         """Ask the JVM to shut down cleanly (SIGTERM runs its shutdown hook), then kill it.
 
-        A joined server belongs to the process that started it and is left running.
+        A joined server belongs to the process that started it and is left running; an
+        adopted one (its starter died) is ours to stop.
         """
+        if self.adopted is not None:
+            _halt(self.adopted, timeout=timeout)
+            return
         if self.process is None or self.process.poll() is not None:
             return
         self.process.terminate()
@@ -147,6 +159,29 @@ class EmbeddedGraphServer:
             log.warning("graph server did not stop in %.0fs; killing it", timeout)
             self.process.kill()
             self.process.wait(timeout=5)
+
+
+def _running(proc: psutil.Process) -> bool:
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def _halt(proc: psutil.Process, timeout: float) -> None:
+    """SIGTERM (after ``timeout`` s, SIGKILL) a server that is not our child."""
+    try:
+        if timeout > 0:
+            proc.terminate()
+            try:
+                proc.wait(timeout=timeout)
+                return
+            except psutil.TimeoutExpired:
+                log.warning("graph server did not stop in %.0fs; killing it", timeout)
+        proc.kill()
+        proc.wait(timeout=10)
+    except psutil.NoSuchProcess:
+        return
 
 
 def _tail(path: Path, lines: int = 15) -> str:
@@ -174,36 +209,89 @@ def _bolt_ready(uri: str, password: str) -> bool:
 
 def _pid_alive(pid: int) -> bool:
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
         return False
-    except PermissionError:
+    except psutil.Error:
         return True
-    return True
 
 
-def _join_running(data_dir: Path, password: str) -> EmbeddedGraphServer | None:
-    """The server another process already runs on this data dir, if it answers.
+def _read_state(data_dir: Path) -> dict[str, int] | None:
+    try:
+        state = json.loads((data_dir / STATE_FILE).read_text(encoding="utf-8"))
+        return {key: int(value) for key, value in state.items()}
+    except (OSError, ValueError, TypeError, AttributeError):
+        return None
+
+
+def _write_state(data_dir: Path, **state: int) -> None:
+    path = data_dir / STATE_FILE
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(state), encoding="utf-8")
+    tmp.replace(path)
+
+
+def _our_jvm(pid: int, data_dir: Path) -> psutil.Process | None:
+    """The live ArcadeDB process ``pid`` serving ``data_dir`` (not a reused pid), if any."""
+    try:
+        proc = psutil.Process(pid)
+        marker = f"-Darcadedb.server.rootPath={data_dir}"
+        if marker in proc.cmdline() and proc.status() != psutil.STATUS_ZOMBIE:
+            return proc
+    except psutil.Error:
+        pass
+    return None
+
+
+def _join_running(
+    data_dir: Path, password: str, *, join: bool, timeout_s: float = 90.0
+) -> EmbeddedGraphServer | None:
+    """The server already running on this data dir, if it answers; stops an unusable orphan.
 
     ArcadeDB locks its database files, so a second JVM on the same directory cannot start;
     the CLI and the HTTP server share one instead, the way they share embedded Postgres.
+    The state file names the JVM and its ``owner``, the process that started it (and stops
+    it). A server whose owner is alive is joined (with ``join``) and left to its owner. A
+    server whose owner died (SIGKILL) is an orphan: it is adopted if it answers, so this
+    process stops it when done, and stopped otherwise, so a fresh one can start.
     """
-    try:
-        state = json.loads((data_dir / STATE_FILE).read_text(encoding="utf-8"))
-        pid, bolt_port = int(state["pid"]), int(state["bolt_port"])
-    except (OSError, ValueError, KeyError, TypeError):
+    state = _read_state(data_dir)
+    if state is None or "pid" not in state or "bolt_port" not in state:
         return None
-    uri = f"bolt://127.0.0.1:{bolt_port}"
-    if not _pid_alive(pid) or not _bolt_ready(uri, password):
+    jvm = _our_jvm(state["pid"], data_dir)
+    if jvm is None:
         return None
-    return EmbeddedGraphServer(
+    owner = state.get("owner")
+    orphan = owner is None or (owner != os.getpid() and not _pid_alive(owner))
+    if not orphan and not join:
+        return None
+    uri = f"bolt://127.0.0.1:{state['bolt_port']}"
+    ready = _bolt_ready(uri, password)
+    deadline = time.monotonic() + timeout_s
+    while not ready and not orphan and time.monotonic() < deadline:
+        # Its owner is still starting it: wait for that rather than race it for the files.
+        time.sleep(0.25)
+        if not _running(jvm) or not _pid_alive(owner or 0):
+            return None
+        ready = _bolt_ready(uri, password)
+    if not ready:
+        if orphan:
+            log.warning("stopping the orphaned graph server %d (it does not answer)", jvm.pid)
+            _halt(jvm, timeout=15.0)
+        return None
+    server = EmbeddedGraphServer(
         uri=uri,
         password=password,
         process=None,
         log_path=data_dir / LOG_FILE,
         started_in_s=0.0,
-        bolt_port=bolt_port,
+        bolt_port=state["bolt_port"],
     )
+    if orphan:
+        log.warning("adopted the graph server %d its starter left behind", jvm.pid)
+        server.adopted = jvm
+        _write_state(data_dir, **{**state, "owner": os.getpid()})
+    return server
 
 
 def start_arcadedb(
@@ -229,8 +317,9 @@ def start_arcadedb(
     if not java.exists():
         raise ServiceUnavailable("embedded graph server", f"no bundled JRE at {java}")
     password = password or root_password(data_dir)
-    if join and (running := _join_running(data_dir, password)) is not None:
-        log.info("joined the embedded ArcadeDB already running on %s", running.uri)
+    running = _join_running(data_dir, password, join=join, timeout_s=timeout_s)
+    if running is not None:
+        log.info("using the embedded ArcadeDB already running on %s", running.uri)
         return running
     bolt_port, http_port = bolt_port or free_port(), free_port()
     log_path = data_dir / LOG_FILE
@@ -254,6 +343,11 @@ def start_arcadedb(
             stderr=subprocess.STDOUT,
             start_new_session=True,  # a Ctrl-C in the terminal is handled by us, not the JVM
         )
+    # Recorded at once, with its owner: if this process is killed before the server is
+    # ready, the next start finds the orphan (and stops or adopts it).
+    _write_state(
+        data_dir, pid=process.pid, bolt_port=bolt_port, http_port=http_port, owner=os.getpid()
+    )
     uri = f"bolt://127.0.0.1:{bolt_port}"
     server = EmbeddedGraphServer(
         uri=uri,
@@ -281,9 +375,5 @@ def start_arcadedb(
             )
         time.sleep(0.25)
     server.started_in_s = time.perf_counter() - t0
-    (data_dir / STATE_FILE).write_text(
-        json.dumps({"pid": process.pid, "bolt_port": bolt_port, "http_port": http_port}),
-        encoding="utf-8",
-    )
     log.info("embedded ArcadeDB ready on %s in %.2fs", uri, server.started_in_s)
     return server

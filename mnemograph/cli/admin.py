@@ -36,7 +36,7 @@ def graph(
             if services.graph is None:
                 raise ServiceUnavailable("graph server", "not reachable; see the log above")
             read = services.graph.history if history else services.graph.current_facts
-            facts = await read(user)
+            facts = await read(await services.user_registry().resolve(user))
         if as_json:
             sys.stdout.write(json.dumps(facts, ensure_ascii=False, default=str) + "\n")
             return

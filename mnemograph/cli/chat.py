@@ -72,14 +72,15 @@ def chat(
         from mnemograph.services import open_services
 
         async with open_services(settings) as services:
-            await services.thread_registry().claim(user, thread, title=(message or "")[:60])
+            user_id = await services.user_registry().resolve(user)
+            await services.thread_registry().claim(user_id, thread, title=(message or "")[:60])
             runner = TurnRunner(services)
             notices = TurnNotices()
 
             async def turn(text: str) -> None:
                 timing("turn_start")
                 stream: Any = runner.stream(
-                    user, thread, [{"type": "human", "content": text}],
+                    user_id, thread, [{"type": "human", "content": text}],
                     stream_mode="messages", **knobs,
                 )  # fmt: skip
                 with notices:
@@ -126,7 +127,9 @@ def threads(user: UserOpt) -> None:
         from mnemograph.services import open_services
 
         async with open_services(with_graph=False) as services:
-            rows = await services.thread_registry().list(user)
+            rows = await services.thread_registry().list(
+                await services.user_registry().resolve(user)
+            )
         table = Table("thread", "title", "created", "updated")
         for r in rows:
             table.add_row(
@@ -155,7 +158,8 @@ def history(
         from mnemograph.threads_view import read_thread
 
         async with open_services(with_graph=False) as services:
-            info = await services.thread_registry().get(thread, user)
+            owner = None if user is None else await services.user_registry().resolve(user)
+            info = await services.thread_registry().get(thread, owner)
             doc = await read_thread(services, info, omit=("title", "created_at", "updated_at"))
         messages: list[dict[str, Any]] = doc["messages"]
         if as_json:

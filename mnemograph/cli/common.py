@@ -29,7 +29,7 @@ out = Console()
 err = Console(stderr=True, soft_wrap=True)
 T = TypeVar("T")
 
-UserOpt = Annotated[str, typer.Option("--user", "-u", help="User id.")]
+UserOpt = Annotated[str, typer.Option("--user", "-u", help="Account name or id, or a user id.")]
 ThreadOpt = Annotated[str, typer.Option("--thread", "-t", help="Thread id.")]
 
 

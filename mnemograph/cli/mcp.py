@@ -7,9 +7,9 @@ wire), and the services are opened inside the server's lifespan, that is after t
 took the descriptors. Logs go to the data dir's log file, as for every command, and the
 one-line error contract holds for failures before or after serving.
 
-As with every command, ``--user`` is any valid user id: the user's data is created on first
-write; no account or key is needed, since whoever can run this command reads the database
-directly anyway.
+As with every command, ``--user`` is an account's name or id (meaning that account), or any
+other valid user id (a user without an account, whose data is created on first write); no key
+is needed, since whoever can run this command reads the database directly anyway.
 """
 
 from __future__ import annotations
@@ -40,16 +40,19 @@ def mcp(user: UserOpt) -> None:
         from mnemograph.services import open_services
         from stores.settings import get_settings
 
+        resolved: list[str] = []  # the user id --user means, known once the services open
+
         @asynccontextmanager
         async def backend(_: MCPServer[Backend]) -> AsyncIterator[Backend]:
             async with open_services(get_settings()) as services:
+                resolved[:] = [await services.user_registry().resolve(user)]
                 runner = TurnRunner(services)
                 try:
                     yield Backend(services=services, runner=runner)
                 finally:
                     await runner.drain()  # memory work of the last chat turn lands first
 
-        server = build_server(backend, lambda _ctx: user)
+        server = build_server(backend, lambda _ctx: resolved[0])
         await server.run_stdio_async()
 
     run(body)

@@ -51,7 +51,8 @@ def add(
         from mnemograph.services import open_services
 
         async with open_services() as services:
-            item = await _memory(services).add(user, text, kind=kind, importance=importance)
+            user_id = await services.user_registry().resolve(user)
+            item = await _memory(services).add(user_id, text, kind=kind, importance=importance)
         out.print(f"{item.id}\t{escape(item.text)}", highlight=False)
 
     run(body)
@@ -73,7 +74,8 @@ def search(
         from stores.memory.model import render_memory
 
         async with open_services() as services:
-            hits = await _memory(services).search(user, query, k=k)
+            user_id = await services.user_registry().resolve(user)
+            hits = await _memory(services).search(user_id, query, k=k)
         if as_json:
             for hit in hits:
                 row = {"id": hit.item.id, "score": round(hit.score, 4), "kind": hit.item.kind,
@@ -174,6 +176,7 @@ def import_(
 
         items = with_neighbour_context(await asyncio.to_thread(read_items), window=window)
         async with open_services() as services:
+            user_id = await services.user_registry().resolve(user)
             memory = _memory(services)
             progress = Progress(
                 TextColumn("importing"),
@@ -186,7 +189,7 @@ def import_(
                 task = progress.add_task("import", total=len(items))
                 for start in range(0, len(items), IMPORT_BATCH):
                     chunk = items[start : start + IMPORT_BATCH]
-                    await memory.add_many(user, chunk)
+                    await memory.add_many(user_id, chunk)
                     progress.advance(task, len(chunk))
         out.print(f"imported {len(items)} memories for {user}")
 

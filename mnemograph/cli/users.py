@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.table import Table
@@ -57,7 +57,7 @@ def users_export(user: UserOpt) -> None:
         from mnemograph.services import open_services
 
         async with open_services() as services:
-            user_id = await _resolve_user(services, user)
+            user_id = await services.user_registry().resolve(user)
             doc = await export_user(services, user_id)
         sys.stdout.write(json.dumps(doc, ensure_ascii=False, default=str) + "\n")
 
@@ -79,7 +79,7 @@ def users_delete(
         from mnemograph.services import open_services
 
         async with open_services() as services:
-            user_id = await _resolve_user(services, user)
+            user_id = await services.user_registry().resolve(user)
             counts = await delete_user(services, user_id)
         table = Table("store", "rows deleted")
         for name, n in counts.items():
@@ -87,13 +87,3 @@ def users_delete(
         out.print(table)
 
     run(body)
-
-
-async def _resolve_user(services: Any, user: str) -> str:
-    """Accept a user name or id; ids of users without an account (CLI-only) pass through."""
-    from stores.errors import NotFound
-
-    try:
-        return str((await services.users.get(user)).user_id)
-    except NotFound:
-        return user

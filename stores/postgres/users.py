@@ -18,6 +18,8 @@ from stores.postgres.migrations import GONE_USER_LOCK, USERS_DDL, create_tables
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 KEY_PREFIX = "mg_"
+ID_PREFIX = "usr_"
+"""Every account's user id starts with it; no name may (a name never reads as an id)."""
 
 
 def hash_key(key: str) -> str:
@@ -48,9 +50,19 @@ class UserRegistry:
                 f"invalid user name {name!r}: 1-64 letters, digits, _ or -, starting with a "
                 "letter or digit"
             )
-        user_id = f"usr_{uuid.uuid4().hex[:16]}"
+        if name.lower().startswith(ID_PREFIX):
+            raise InvalidInput(
+                f"invalid user name {name!r}: names may not start with {ID_PREFIX!r}, which "
+                "marks user ids"
+            )
+        user_id = f"{ID_PREFIX}{uuid.uuid4().hex[:16]}"
         key = KEY_PREFIX + secrets.token_urlsafe(32)
         async with self._pool.connection() as conn, conn.transaction():
+            if await _has_data(conn, name):
+                raise InvalidInput(
+                    f"{name!r} is already the id of a user without an account (it has threads "
+                    "or memories); choose another name"
+                )
             cur = await conn.execute(
                 "INSERT INTO mnemo_users (user_id, name) VALUES (%s, %s) "
                 "ON CONFLICT (name) DO NOTHING RETURNING user_id, name, created_at",
@@ -75,15 +87,26 @@ class UserRegistry:
         return str(row["user_id"]) if row else None
 
     async def get(self, name_or_id: str) -> User:
+        """The account whose id or name is ``name_or_id`` (an id match wins)."""
         async with self._pool.connection() as conn:
             cur = await conn.execute(
-                "SELECT user_id, name, created_at FROM mnemo_users WHERE user_id = %s OR name = %s",
-                (name_or_id, name_or_id),
+                "SELECT user_id, name, created_at FROM mnemo_users WHERE user_id = %s OR name = %s "
+                "ORDER BY user_id = %s DESC LIMIT 1",
+                (name_or_id, name_or_id, name_or_id),
             )
             row = await cur.fetchone()
         if row is None:
             raise NotFound(f"user {name_or_id!r} not found")
         return User(**row)
+
+    async def resolve(self, name_or_id: str) -> str:
+        """The user id ``name_or_id`` means, the one rule of the CLI's ``--user``: the id of
+        the account with that id or name, else ``name_or_id`` itself (a user without an
+        account, whose data is created on first use)."""
+        try:
+            return (await self.get(name_or_id)).user_id
+        except NotFound:
+            return name_or_id
 
     async def active(self, name_or_id: str) -> str | None:
         """The user id of the account whose id or name is ``name_or_id``, unless that account
@@ -131,3 +154,14 @@ class UserRegistry:
             keys = cur.rowcount
             cur = await conn.execute("DELETE FROM mnemo_users WHERE user_id = %s", (user_id,))
             return keys + cur.rowcount
+
+
+async def _has_data(conn: Any, user_id: str) -> bool:
+    """Whether ``user_id`` already owns threads or memories (a user without an account)."""
+    cur = await conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM mnemo_threads WHERE user_id = %s) "
+        "OR EXISTS (SELECT 1 FROM mnemo_memory_index WHERE user_id = %s) AS used",
+        (user_id, user_id),
+    )
+    row = await cur.fetchone()
+    return bool(row and row["used"])

@@ -73,6 +73,7 @@ class AgentRunnable(RunnableSerializable[dict[str, Any], dict[str, Any]]):
                 if isinstance(handler, AsyncEventAggregatorCallback):
                     manager.remove_handler(handler)
             out["callbacks"] = manager
+        out["metadata"] = {**(out.get("metadata") or {}), "door": "langserve"}  # for metrics
         return out  # type: ignore[return-value]
 
     def _messages(self, value: Any) -> list[Any]:

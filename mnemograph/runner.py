@@ -13,10 +13,10 @@ import asyncio
 import logging
 import weakref
 from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from langchain_core.messages import AnyMessage, RemoveMessage
 from langchain_core.runnables import RunnableConfig
@@ -30,6 +30,9 @@ from stores.errors import Gone, InvalidInput
 from stores.ids import check_id
 from stores.postgres.savers import PooledPostgresSaver
 from stores.postgres.thread_locks import holding_thread
+
+if TYPE_CHECKING:
+    from mnemograph.metrics import Metrics
 
 _NODE_NAMES = [name for name, _ in PIPELINE]
 POST_REPLY_NODES = frozenset(_NODE_NAMES[_NODE_NAMES.index(REPLY_NODE) + 1 :])
@@ -138,6 +141,8 @@ class TurnRunner:
         """Users being deleted in this process: their new turns are refused meanwhile."""
         self._killed: weakref.WeakSet[asyncio.Task[Any]] = weakref.WeakSet()
         """Turns cancelled because their user was deleted (they end with :class:`Gone`)."""
+        self.metrics: Metrics | None = None
+        """The server's metrics (turns by door and outcome, node latency); the app sets it."""
 
     def context(self, user_id: str, **knobs: Any) -> Context:
         """The run's context: the user, this process's services and the request's knobs."""
@@ -161,12 +166,20 @@ class TurnRunner:
             async with pool.connection(timeout=300) as conn, holding_thread(conn, thread_id):
                 yield
 
-    def config(self, thread_id: str, base: RunnableConfig | None = None) -> RunnableConfig:
-        """``base`` with the thread id set (the only configurable the graph reads)."""
+    def config(
+        self, thread_id: str, base: RunnableConfig | None = None, user_id: str | None = None
+    ) -> RunnableConfig:
+        """``base`` with the thread id set (the only configurable the graph reads); given
+        ``user_id``, a run's config: ``user_id`` and ``thread_id`` also go in its
+        ``metadata``, which every traced run carries (LangSmith, OpenTelemetry)."""
         config: RunnableConfig = dict(base or {})  # type: ignore[assignment]
         configurable = dict(config.get("configurable") or {})
         configurable["thread_id"] = thread_id
         config["configurable"] = configurable
+        if user_id is not None:
+            metadata = dict(config.get("metadata") or {})
+            metadata.update(user_id=user_id, thread_id=thread_id)
+            config["metadata"] = metadata
         return config
 
     async def _recover(self, user_id: str, thread_id: str, knobs: dict[str, Any]) -> bool:
@@ -175,7 +188,7 @@ class TurnRunner:
         LangGraph resumes from the last durable checkpoint when invoked with no input, so
         memory writes owed by an acknowledged turn are completed, not lost.
         """
-        config = self.config(thread_id)
+        config = self.config(thread_id, user_id=user_id)
         snapshot = await self.graph.aget_state(config)
         if not snapshot.next:
             return False
@@ -262,15 +275,20 @@ class TurnRunner:
     ) -> AsyncIterator[tuple[str, Any]]:
         """Run the graph on the new messages, noting the turn's progress as it streams."""
         modes = list(stream_mode) if isinstance(stream_mode, list) else [stream_mode]
-        async for mode, chunk in self.graph.astream(
-            {"messages": parsed},
-            self.config(thread_id, config),
-            context=context,
-            stream_mode=sorted({*modes, "values", "tasks"}),
-            durability="sync" if context.reply_saved is None else "async",
-        ):
-            progress.note(mode, chunk)
-            yield mode, chunk
+        run_config = self.config(thread_id, config, user_id=context.user_id)
+        door = str((run_config.get("metadata") or {}).get("door", "unknown"))
+        with self.metrics.turn(door) if self.metrics is not None else nullcontext() as seen:
+            async for mode, chunk in self.graph.astream(
+                {"messages": parsed},
+                run_config,
+                context=context,
+                stream_mode=sorted({*modes, "values", "tasks"}),
+                durability="sync" if context.reply_saved is None else "async",
+            ):
+                if seen is not None:
+                    seen(mode, chunk)  # node latency from the tasks events
+                progress.note(mode, chunk)
+                yield mode, chunk
 
     def _cache_messages(self, thread_id: str, final: dict[str, Any] | None) -> None:
         """Hand the thread's final messages to the checkpointer, which serves them as the

@@ -243,7 +243,7 @@ async def open_services(
         # Schema setup (CREATE … IF NOT EXISTS) is not safe to race: server workers starting
         # together failed on duplicate types. One session lock makes them take turns.
         async with lock_pool.connection() as setup_conn:
-            await setup_conn.execute("SELECT pg_advisory_lock(%s)", (SETUP_LOCK,))
+            await _take_setup_lock(setup_conn)
             try:
                 create = migrate or await current_version(pool) != SCHEMA_VERSION
                 await _setup_stores(
@@ -258,6 +258,21 @@ async def open_services(
             finally:
                 await setup_conn.execute("SELECT pg_advisory_unlock(%s)", (SETUP_LOCK,))
         yield services
+
+
+async def _take_setup_lock(conn: Any, poll_s: float = 0.1) -> None:
+    """Take the schema-setup lock by polling ``pg_try_advisory_lock``.
+
+    A plain ``pg_advisory_lock`` waits inside its statement's transaction, and the holder's
+    ``CREATE INDEX CONCURRENTLY`` waits for every open transaction to end: two workers
+    starting on a fresh database waited on each other for ever. Each poll ends at once.
+    """
+    while True:
+        cur = await conn.execute("SELECT pg_try_advisory_lock(%s) AS ok", (SETUP_LOCK,))
+        row = await cur.fetchone()
+        if row is not None and (row["ok"] if isinstance(row, dict) else row[0]):
+            return
+        await asyncio.sleep(poll_s)
 
 
 async def _setup_stores(

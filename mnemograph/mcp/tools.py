@@ -317,7 +317,10 @@ async def chat(runner: TurnRunner, user_id: str, thread_id: str, message: str) -
     found), through the runner every door uses: same lock, same memory work after the reply."""
     check_id("thread id", thread_id)
     text = _user_text(message)
-    values = await runner.invoke(user_id, thread_id, [{"role": "user", "content": text}])
+    values = await runner.invoke(
+        user_id, thread_id, [{"role": "user", "content": text}],
+        config={"metadata": {"door": "mcp"}},
+    )  # fmt: skip
     messages: list[BaseMessage] = values.get("messages", [])
     reply = messages[-1].text if messages else ""
     return ChatResult(thread_id=thread_id, reply=reply)

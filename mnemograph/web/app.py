@@ -3,8 +3,8 @@ Agent Protocol (``/threads``, ``/runs``, ``/assistants``, ``/store``), LangServe
 the MCP server at ``/mcp`` and the inspector page.
 
 Routes authenticate, check ownership, and hand over to the same services and turn runner the
-CLI uses. What lives as long as the app (services, runner, rate limiter, latency samples)
-is on ``app.state``, so two apps in one process share nothing.
+CLI uses. What lives as long as the app (services, runner, rate limiter, metrics and their
+registry) is on ``app.state``, so two apps in one process share nothing.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from fastapi import FastAPI
 
 from mnemograph.langserve_adapter import AgentRunnable
 from mnemograph.mcp.http import mount_mcp, serving_mcp
+from mnemograph.metrics import Metrics
 from mnemograph.runner import TurnRunner
 from mnemograph.services import Services, open_services
 from mnemograph.threads_view import state_graph
@@ -25,7 +26,7 @@ from mnemograph.web.agent import mount_agent
 from mnemograph.web.deps import RateLimiter
 from mnemograph.web.errors import EXCEPTION_HANDLERS
 from mnemograph.web.inspector import mount_inspector
-from mnemograph.web.middleware import Gate, Latency
+from mnemograph.web.middleware import Gate
 from mnemograph.web.routes import ROUTERS
 from mnemograph.web.routes.openai_compat.route import _CODES as OPENAI_CODES
 from mnemograph.web.routes.openai_compat.wire import error as openai_error
@@ -45,6 +46,8 @@ async def _serving(app: FastAPI, services: Services) -> AsyncIterator[None]:
     app.state.users = services.users
     app.state.runner = app.state.agent.runner = runner
     app.state.limiter = RateLimiter(services.settings.rate_limit_per_min)
+    runner.metrics = app.state.metrics
+    app.state.metrics.services = services
     app.state.thread_book = book = ThreadBook(services, runner)
     # Memory work a dead process owed is finished in the background, not at startup.
     recovery = asyncio.create_task(runner.recover_all(), name="recover-unfinished-runs")
@@ -90,7 +93,7 @@ def create_app(services: Services | None = None, *, agent_protocol: bool = True)
     )
     for exc_class, handler in EXCEPTION_HANDLERS.items():
         app.add_exception_handler(exc_class, handler)
-    app.state.latency = Latency()
+    app.state.metrics = Metrics()  # its own registry: nothing in prometheus_client's global one
     app.state.agent = AgentRunnable()
     app.add_middleware(Gate)  # auth from headers, then the body counted as it arrives
     # What the gate answers itself (401, 413, 429, 400) on the OpenAI door, in OpenAI's shape.

@@ -1,14 +1,14 @@
 """The HTTP gate, one pure ASGI middleware in front of every route and mounted app: who is
 calling is decided from the headers before any byte of the body is read, the body is then
 counted as it arrives (``Content-Length`` or chunked) and cut at :data:`MAX_BODY_BYTES`, and
-per-route latency is sampled after.
+request latency goes to the app's metrics (``app.state.metrics``).
 
 Order, for every request:
 
 1. a declared ``Content-Length`` over the limit is a 413 at once;
-2. unless the route is open (:func:`is_open`: health, the API docs, the inspector page and
-   its files), the credential in the headers is checked (:func:`mnemograph.web.deps.
-   authenticate`), then the user's rate limit: 401 or 429 without reading the body, so
+2. unless the route is open (:func:`is_open`: health, metrics, the API docs, the inspector
+   page and its files), the credential in the headers is checked (:func:`mnemograph.web.
+   deps.authenticate`), then the user's rate limit: 401 or 429 without reading the body, so
    an unauthenticated 20 MB upload costs the server one header parse;
 3. the body is read with a running count (413 as soon as it passes the limit), must be
    UTF-8 (400), and JSON in it may nest at most :data:`MAX_JSON_DEPTH` levels (400: deeper
@@ -22,15 +22,14 @@ response once the declared length is over, so it cannot run after authentication
 this API's ``{"detail": ...}`` shape. This middleware counts the same way (the bytes of each
 ``http.request`` message as it arrives) in the place that order needs.
 
-Latency samples live in a :class:`Latency` on ``app.state.latency``, one per app.
+Request latency is observed by :meth:`mnemograph.metrics.Metrics.timed`, per route
+template, into the app's own registry.
 """
 
 from __future__ import annotations
 
 import json
 import re
-import time
-from collections import defaultdict, deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -44,10 +43,11 @@ MAX_JSON_DEPTH = 64
 """Deepest nesting of arrays and objects a JSON body may have."""
 
 OPEN_PATHS = frozenset(
-    {"/", "/health", "/livez", "/readyz", "/info", "/docs", "/docs/oauth2-redirect", "/redoc",
-     "/openapi.json"}
+    {"/", "/health", "/livez", "/readyz", "/metrics", "/info", "/docs", "/docs/oauth2-redirect",
+     "/redoc", "/openapi.json"}
 )  # fmt: skip
-"""Routes anyone may call: health and probes, the Agent Protocol's ``/info`` (what
+"""Routes anyone may call: health and probes, ``/metrics`` (server-wide figures only, for
+scrapers), the Agent Protocol's ``/info`` (what
 ``langgraph_sdk`` asks first), the API's own documentation, the inspector page."""
 OPEN_PREFIXES = ("/inspector/",)
 """Static files of the inspector page."""
@@ -59,27 +59,6 @@ ErrorShape = Callable[[int, str], dict[str, Any]]
 def is_open(path: str) -> bool:
     """Whether ``path`` is served without a credential."""
     return path in OPEN_PATHS or path.startswith(OPEN_PREFIXES)
-
-
-class Latency:
-    """Per-node latency samples since start, bounded so memory stays flat."""
-
-    def __init__(self, keep: int = 2000) -> None:
-        self.samples: defaultdict[str, deque[float]] = defaultdict(lambda: deque(maxlen=keep))
-
-    def add(self, name: str, ms: float) -> None:
-        self.samples[name].append(ms)
-
-    def summary(self) -> dict[str, dict[str, float]]:
-        out = {}
-        for name, values in self.samples.items():
-            ordered = sorted(values)
-            if ordered:
-                out[name] = {"n": len(ordered)} | {
-                    f"p{int(q * 100)}": ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-                    for q in (0.5, 0.95, 0.99)
-                }
-        return out
 
 
 class _TooLarge(Exception):
@@ -133,6 +112,9 @@ class Gate:
         from mnemograph.web.deps import authenticate, rate_limit
 
         state = scope["app"].state
+        metrics = getattr(state, "metrics", None)
+        if metrics is not None:
+            send = metrics.timed(scope, send)
         headers = Headers(scope=scope)
         path: str = scope["path"]
         length = headers.get("content-length")
@@ -144,6 +126,8 @@ class Gate:
                 user_id = await authenticate(state, headers)
                 rate_limit(state, user_id)
             except HTTPException as exc:
+                if exc.status_code == 429 and metrics is not None:
+                    metrics.limited("user")
                 await self._error(scope, send, exc.status_code, str(exc.detail), exc.headers)
                 return
             except Exception as exc:  # e.g. PostgreSQL down: the app's handlers name it (503)
@@ -164,13 +148,7 @@ class Gate:
                 await self._error(scope, send, 400, problem)
                 return
             receive = _replay(body, receive)
-        t0 = time.perf_counter()
-        try:
-            await self.app(scope, receive, send)
-        finally:
-            latency: Latency = state.latency
-            latency.add(f"http {scope['method']} {path.split('/')[1] or '/'}",
-                        (time.perf_counter() - t0) * 1000)  # fmt: skip
+        await self.app(scope, receive, send)
 
     async def _handled(self, scope: Scope, receive: Receive, send: Send, exc: Exception) -> bool:
         """Answer ``exc`` as the app's exception handlers would (they run inside this

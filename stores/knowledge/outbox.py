@@ -89,6 +89,18 @@ class GraphOutbox:
             row = await cur.fetchone()
         return int(row["n"]) if row else 0
 
+    async def depth(self) -> tuple[int, float]:
+        """Rows waiting (parked ones included) and the oldest one's age in seconds (0 when
+        none wait), in one query, for ``/metrics``."""
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT count(*) AS n, "
+                "coalesce(extract(epoch FROM now() - min(created_at)), 0)::float8 AS age "
+                f"FROM {TABLE}"
+            )
+            row = await cur.fetchone()
+        return (int(row["n"]), float(row["age"])) if row else (0, 0.0)
+
     async def pending(self, user_id: str) -> int:
         """Rows of the user still due for replay (parked rows excluded)."""
         async with self._pool.connection() as conn:

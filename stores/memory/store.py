@@ -125,6 +125,12 @@ class MemoryStore:
             log.warning("no embedding model configured: memory search uses full-text only")
         self._ready = True
 
+    def vector_cache_stats(self) -> dict[str, int] | None:
+        """The in-process vector cache's lookups by result (``hit``, ``miss``, ``sql``)
+        since start; ``None`` when this store has no cache."""
+        cache = self._vector_cache
+        return dict(cache.lookups) if cache is not None else None
+
     def _require_ready(self) -> None:
         if not self._ready:
             raise RuntimeError("MemoryStore.setup() must run before use")

@@ -97,6 +97,9 @@ class VectorCache:
             maxsize=_SMALL_USERS, ttl=SMALL_RECHECK_S, timer=time.monotonic
         )
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        self.lookups = {"hit": 0, "miss": 0, "sql": 0}
+        """Searches since start by how they were served: ``hit`` (copy in memory, at most the
+        newest rows read), ``miss`` (copy loaded whole), ``sql`` (not served from memory)."""
 
     def forget(self, user_id: str) -> None:
         self._users.pop(user_id, None)
@@ -107,9 +110,8 @@ class VectorCache:
     ) -> list[tuple[str, float]] | None:
         """(key, cosine) of the ``n`` nearest vectors, best first, ties by key (as the SQL
         orders them); ``None`` when this user is not served from memory."""
-        if self.max_rows <= 0:
-            return None
-        if user_id in self._small:
+        if self.max_rows <= 0 or user_id in self._small:
+            self.lookups["sql"] += 1
             return None  # a small user: SQL is as fast, and this skips the state query
         lock = self._locks.get(user_id)
         if lock is None:
@@ -117,6 +119,7 @@ class VectorCache:
         async with lock:
             entry = await self._current(user_id)
         if entry is None or entry.count == 0:
+            self.lookups["sql"] += 1
             return None
         query = np.asarray(vector, dtype=np.float32)
         query /= max(float(np.linalg.norm(query)), 1e-12)
@@ -140,6 +143,7 @@ class VectorCache:
                 rows = await cur.fetchall()
                 entry.apply(rows, self._dims)
                 entry.max_seq = max(entry.max_seq, max_seq)  # changes up to it are all seen
+            self.lookups["hit" if entry is not None and entry.count == n else "miss"] += 1
             if entry is None or entry.count != n:
                 entry = _UserVectors()  # first use, or rows were deleted: read them all
                 rows = await (await conn.execute(sql.VECTOR_ROWS, (user_id, -1))).fetchall()

@@ -106,12 +106,15 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def serving(data_dir: Path, log: Path) -> Iterator[subprocess.Popen[bytes]]:
+def serving(
+    data_dir: Path, log: Path, workers: int = 1
+) -> Iterator[subprocess.Popen[bytes]]:
     """`mnemograph serve` on ``data_dir``, answering /health; killed if a test leaves it."""
     port = free_port()
     with log.open("ab") as sink:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "mnemograph.cli", "serve", "--port", str(port)],
+            [sys.executable, "-m", "mnemograph.cli", "serve", "--port", str(port),
+             "--workers", str(workers)],
             cwd=ROOT, env=embedded_env(data_dir), stdin=subprocess.DEVNULL,
             stdout=sink, stderr=sink,
         )  # fmt: skip
@@ -152,6 +155,18 @@ def test_serve_stopped_by_a_signal_stops_what_it_started(
     log = tmp_path / "serve.log"
     with serving(home, log) as proc:
         stop(proc, sig, log)
+    assert_nothing_left(home)
+
+
+def test_two_workers_start_on_a_fresh_database_and_stop_cleanly(
+    home: Path, tmp_path: Path
+) -> None:
+    """Each worker sets the schema up under one lock; waiting for it inside a transaction
+    deadlocked against the other worker's ``CREATE INDEX CONCURRENTLY`` on a fresh database
+    (serve hung at start and SIGTERM could not stop it)."""
+    log = tmp_path / "serve.log"
+    with serving(home, log, workers=2) as proc:
+        stop(proc, signal.SIGTERM, log)
     assert_nothing_left(home)
 
 

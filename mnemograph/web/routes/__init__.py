@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from mnemograph.web.routes import graph, health, me, memories, openai_compat, threads
+from mnemograph.web.routes import graph, health, me, memories, metrics, openai_compat, threads
 
 ROUTERS = (
-    health.router, threads.router, memories.router, graph.router, me.router,
+    health.router, metrics.router, threads.router, memories.router, graph.router, me.router,
     openai_compat.router,
 )  # fmt: skip
 """The REST routers, in the order their routes appear in the OpenAPI document."""

@@ -1,16 +1,15 @@
 """Health for people and probes (``/health``, ``/livez``, ``/readyz``), and the caller's
-counts with latency percentiles (``/stats``)."""
+counts (``/stats``; server-wide figures are on ``/metrics``)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from mnemograph.services import Services
 from mnemograph.web.deps import ServicesDep, User
-from mnemograph.web.middleware import Latency
 
 router = APIRouter()
 
@@ -68,9 +67,8 @@ async def health(services: ServicesDep) -> JSONResponse:
     return JSONResponse({"status": "ok", **body})
 
 
-@router.get("/stats", summary="Counts and per-route latency percentiles since start")
-async def stats(request: Request, user: User, services: ServicesDep) -> dict[str, Any]:
+@router.get("/stats", summary="The caller's counts (server-wide figures: /metrics)")
+async def stats(user: User, services: ServicesDep) -> dict[str, Any]:
     assert services.threads is not None
     threads = await services.threads.list(user, limit=10_000)
-    latency: Latency = request.app.state.latency
-    return {"user": {"threads": len(threads)}, "latency_ms": latency.summary()}
+    return {"user": {"threads": len(threads)}}

@@ -19,6 +19,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Response
 from fastapi.responses import StreamingResponse
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
+from langchain_core.runnables import RunnableConfig
 
 from mnemograph.runner import TurnRunner
 from mnemograph.web.deps import RunnerDep, ServicesDep, User
@@ -103,10 +104,14 @@ async def chat_completions(
     messages = [{"role": "user", "content": text} for text in new]
     cid = completion_id()
     if not body.stream:
-        values = await runner.invoke(user, thread_id, messages)
+        values = await runner.invoke(user, thread_id, messages, config=_DOOR)
         reply, prompt = _reply(values)
         return completion(cid, MODEL_ID, reply.text, usage(prompt, reply), thread_id)
     return await _streaming(runner, user, thread_id, messages, cid, body.include_usage())
+
+
+_DOOR: RunnableConfig = {"metadata": {"door": "openai"}}
+"""Names this door in the run's metadata (turn metrics, traces)."""
 
 
 def _sse(data: dict[str, Any] | str) -> bytes:
@@ -131,7 +136,7 @@ async def _streaming(
     """
     tokens: asyncio.Queue[BaseMessage] = asyncio.Queue()
     turn = asyncio.create_task(
-        runner.invoke(user, thread_id, messages, on_token=tokens.put_nowait),
+        runner.invoke(user, thread_id, messages, config=_DOOR, on_token=tokens.put_nowait),
         name=f"openai-turn:{thread_id}",
     )
     turn.add_done_callback(lambda t: t.cancelled() or t.exception())  # retrieved, never lost

@@ -27,7 +27,7 @@ from mnemograph.web.deps import Id, User
 from mnemograph.web.routes.protocol.assistants import check_assistant
 from mnemograph.web.routes.protocol.bodies import RunCreate, knobs_of
 from mnemograph.web.routes.protocol.records import BookDep, ThreadBook
-from mnemograph.web.routes.protocol.streaming import Turn, sse_turn, stream_modes
+from mnemograph.web.routes.protocol.streaming import DOOR, Turn, sse_turn, stream_modes
 from mnemograph.web.routes.protocol.wire import json_response, public_values
 from stores.errors import InvalidInput
 from stores.ids import check_id
@@ -81,7 +81,9 @@ def _location(turn: Turn, temporary: bool) -> dict[str, str]:
 async def _wait(book: ThreadBook, user: str, thread_id: str | None, body: RunCreate) -> Response:
     turn, forget = await _prepare(book, user, thread_id, body)
     try:
-        values = await book.runner.invoke(turn.user_id, turn.thread_id, turn.messages, **turn.knobs)
+        values = await book.runner.invoke(
+            turn.user_id, turn.thread_id, turn.messages, config=DOOR, **turn.knobs
+        )
     finally:
         if forget:
             book.delete_later(user, turn.thread_id)

@@ -83,12 +83,21 @@ def _wire(mode: str, chunk: Any) -> tuple[str, Any] | None:
     return mode, chunk
 
 
+DOOR: RunnableConfig = {"metadata": {"door": "agent_protocol"}}
+"""Names this door in the run's metadata (turn metrics, traces)."""
+
+
+def _with_door(config: RunnableConfig) -> RunnableConfig:
+    return {**config, "metadata": {**(config.get("metadata") or {}), **DOOR["metadata"]}}
+
+
 async def _graph_events(runner: TurnRunner, turn: Turn) -> AsyncIterator[tuple[str, Any]]:
     modes = [GRAPH_MODES[m] for m in turn.modes if m != "events"]
     if "events" not in turn.modes:
         async for mode, chunk in runner.stream(
-            turn.user_id, turn.thread_id, turn.messages, stream_mode=modes, **turn.knobs
-        ):
+            turn.user_id, turn.thread_id, turn.messages, stream_mode=modes, config=DOOR,
+            **turn.knobs,
+        ):  # fmt: skip
             if (wired := _wire(mode, chunk)) is not None:
                 yield wired
         return
@@ -96,7 +105,7 @@ async def _graph_events(runner: TurnRunner, turn: Turn) -> AsyncIterator[tuple[s
     async def run(_input: AsyncIterator[Any], config: RunnableConfig) -> AsyncIterator[_Part]:
         async for mode, chunk in runner.stream(
             turn.user_id, turn.thread_id, turn.messages,
-            stream_mode=modes, config=config, **turn.knobs,
+            stream_mode=modes, config=_with_door(config), **turn.knobs,
         ):  # fmt: skip
             yield _Part(mode, chunk)
 

@@ -210,6 +210,18 @@ class Settings(BaseSettings):
         ge=0,
         description="Requests per user per minute over HTTP before 429; 0 turns the limit off.",
     )
+    address_rate_limit_per_min: int = Field(
+        default=120,
+        ge=0,
+        description="Failed authentications (401s) per client address per minute; once spent, "
+        "the address's requests to keyed routes get 429 before their key is checked. 0 = off.",
+    )
+    open_rate_limit_per_min: int = Field(
+        default=1200,
+        ge=0,
+        description="Requests per client address per minute to the open routes (/health, "
+        "/metrics, docs, inspector page) before 429; 0 = off.",
+    )
     retention_days: float | None = Field(
         default=None,
         gt=0,

@@ -3,7 +3,7 @@ Agent Protocol (``/threads``, ``/runs``, ``/assistants``, ``/store``), LangServe
 the MCP server at ``/mcp`` and the inspector page.
 
 Routes authenticate, check ownership, and hand over to the same services and turn runner the
-CLI uses. What lives as long as the app (services, runner, rate limiter, metrics and their
+CLI uses. What lives as long as the app (services, runner, rate limiters, metrics and their
 registry) is on ``app.state``, so two apps in one process share nothing.
 """
 
@@ -26,6 +26,7 @@ from mnemograph.web.agent import mount_agent
 from mnemograph.web.deps import RateLimiter
 from mnemograph.web.errors import EXCEPTION_HANDLERS
 from mnemograph.web.inspector import mount_inspector
+from mnemograph.web.limits import AddressLimits
 from mnemograph.web.middleware import Gate
 from mnemograph.web.routes import ROUTERS
 from mnemograph.web.routes.openai_compat.route import _CODES as OPENAI_CODES
@@ -45,7 +46,11 @@ async def _serving(app: FastAPI, services: Services) -> AsyncIterator[None]:
     app.state.services = services
     app.state.users = services.users
     app.state.runner = app.state.agent.runner = runner
-    app.state.limiter = RateLimiter(services.settings.rate_limit_per_min)
+    settings = services.settings
+    app.state.limiter = RateLimiter(settings.rate_limit_per_min)
+    app.state.address_limits = AddressLimits(
+        settings.address_rate_limit_per_min, settings.open_rate_limit_per_min
+    )
     runner.metrics = app.state.metrics
     app.state.metrics.services = services
     app.state.thread_book = book = ThreadBook(services, runner)

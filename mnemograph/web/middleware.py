@@ -7,9 +7,12 @@ Order, for every request:
 
 1. a declared ``Content-Length`` over the limit is a 413 at once;
 2. unless the route is open (:func:`is_open`: health, metrics, the API docs, the inspector
-   page and its files), the credential in the headers is checked (:func:`mnemograph.web.
-   deps.authenticate`), then the user's rate limit: 401 or 429 without reading the body, so
-   an unauthenticated 20 MB upload costs the server one header parse;
+   page and its files), the client address's budget of failed authentications is looked at
+   (429 while it is spent, before the key is: :mod:`mnemograph.web.limits`), the credential
+   in the headers is checked (:func:`mnemograph.web.deps.authenticate`; a 401 spends from
+   that budget), then the user's rate limit: 401 or 429 without reading the body, so an
+   unauthenticated 20 MB upload costs the server one header parse; an open route spends
+   from the address's budget for open routes instead;
 3. the body is read with a running count (413 as soon as it passes the limit), must be
    UTF-8 (400), and JSON in it may nest at most :data:`MAX_JSON_DEPTH` levels (400: deeper
    bodies made the JSON parser recurse into a 500);
@@ -37,6 +40,8 @@ from fastapi import HTTPException
 from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from mnemograph.web.limits import AddressLimits, client_address
 
 MAX_BODY_BYTES = 256 * 1024
 MAX_JSON_DEPTH = 64
@@ -121,12 +126,23 @@ class Gate:
         if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
             await self._error(scope, send, 413, f"request body over {MAX_BODY_BYTES} bytes")
             return
-        if not is_open(path) and not (self.foreign is not None and self.foreign(path)):
+        limits: AddressLimits | None = getattr(state, "address_limits", None)
+        if is_open(path):
+            if limits is not None and (wait := limits.open.take(client_address(scope))):
+                await self._limited(scope, send, "open", wait)
+                return
+        elif not (self.foreign is not None and self.foreign(path)):
+            address = client_address(scope)
+            if limits is not None and (wait := limits.failed.blocked(address)):
+                await self._limited(scope, send, "address", wait)
+                return
             try:
                 user_id = await authenticate(state, headers)
                 rate_limit(state, user_id)
             except HTTPException as exc:
-                if exc.status_code == 429 and metrics is not None:
+                if exc.status_code == 401 and limits is not None:
+                    limits.failed.spend(address)
+                elif exc.status_code == 429 and metrics is not None:
                     metrics.limited("user")
                 await self._error(scope, send, exc.status_code, str(exc.detail), exc.headers)
                 return
@@ -149,6 +165,15 @@ class Gate:
                 return
             receive = _replay(body, receive)
         await self.app(scope, receive, send)
+
+    async def _limited(self, scope: Scope, send: Send, limit: str, wait: int) -> None:
+        """429 for a spent per-address budget (``limit``: ``open`` or ``address``)."""
+        metrics = getattr(scope["app"].state, "metrics", None)
+        if metrics is not None:
+            metrics.limited(limit)
+        what = "requests" if limit == "open" else "failed authentications"
+        message = f"too many {what} from this address; retry in {wait} s"
+        await self._error(scope, send, 429, message, {"Retry-After": str(wait)})
 
     async def _handled(self, scope: Scope, receive: Receive, send: Send, exc: Exception) -> bool:
         """Answer ``exc`` as the app's exception handlers would (they run inside this

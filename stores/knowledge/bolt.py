@@ -151,6 +151,11 @@ MATCH (e:Entity {user_id: $uid})
 OPTIONAL MATCH (e)-[r:REL]->(:Entity)
 RETURN count(DISTINCT e) AS nodes, count(r) AS relations"""
 
+Q_COUNT_CURRENT = """
+MATCH (a:Entity {user_id: $uid})-[r:REL]->(b:Entity {user_id: $uid})
+WHERE r.invalid_at IS NULL
+RETURN count(r) AS n"""
+
 Q_DELETE_BATCH = """
 MATCH (e:Entity {user_id: $uid})
 WITH e LIMIT $batch
@@ -419,6 +424,15 @@ class GraphStore:
     ) -> list[Fact]:
         """Every still-valid relation of the user, oldest first (``skip``/``limit``: a page)."""
         return await self._facts(user_id, Q_CURRENT, limit, "current_facts", skip)
+
+    async def count_facts(self, user_id: str) -> int:
+        """How many still-valid relations the user has."""
+        check_id("user_id", user_id)
+
+        async def work(tx: AsyncManagedTransaction) -> int:
+            return await self._count(tx, Q_COUNT_CURRENT, {"uid": user_id})
+
+        return await self._read("count_facts", work)
 
     async def history(self, user_id: str, *, limit: int = NO_LIMIT, skip: int = 0) -> list[Fact]:
         """Every relation of the user including invalidated ones, oldest first."""

@@ -152,6 +152,29 @@ async def test_requests_over_a_users_rate_are_counted(
     assert value(after, limited, limit="user") - value(before, limited, limit="user") == 3
 
 
+async def test_a_401_storm_moves_the_rate_limited_counter(
+    served: tuple[str, FastAPI], services: Services
+) -> None:
+    base, app = served
+    limits = app.state.address_limits
+    kept, limits.failed.per_min = limits.failed.per_min, 5
+    try:
+        async with httpx.AsyncClient(timeout=30) as http:
+            _, before = await scrape(http, base)
+            bad = {"Authorization": "Bearer mg_wrong"}
+            codes = [(await http.get(f"{base}/api/threads", headers=bad)).status_code
+                     for _ in range(12)]  # fmt: skip
+            _, after = await scrape(http, base)
+    finally:
+        limits.failed.per_min = kept
+        limits.failed._buckets.clear()
+    assert codes[:5] == [401] * 5 and set(codes[5:]) == {429}, codes
+    limited = "mnemograph_rate_limited_total"
+    assert value(after, limited, limit="address") - value(before, limited, limit="address") == 7
+    refused = "mnemograph_http_request_duration_seconds_count"
+    assert value(after, refused, method="GET", route="gate", status="4xx") >= 12
+
+
 async def test_outbox_depth_and_age_are_read_at_scrape_time(
     served: tuple[str, FastAPI], services: Services
 ) -> None:

@@ -1,4 +1,4 @@
-"""Health for people and probes (``/health``, ``/livez``, ``/readyz``), and the caller's
+"""Health for people and probes (``/health``, ``/livez``, ``/readyz``), and the caller's own
 counts (``/stats``; server-wide figures are on ``/metrics``)."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 
 from mnemograph.services import Services
 from mnemograph.web.deps import ServicesDep, User
+from stores.errors import ServiceUnavailable
 
 router = APIRouter()
 
@@ -67,8 +68,22 @@ async def health(services: ServicesDep) -> JSONResponse:
     return JSONResponse({"status": "ok", **body})
 
 
-@router.get("/stats", summary="The caller's counts (server-wide figures: /metrics)")
+@router.get("/stats", summary="The caller's own counts (server-wide figures: /metrics)")
 async def stats(user: User, services: ServicesDep) -> dict[str, Any]:
+    """The caller's threads, memories, current graph facts and graph writes waiting in the
+    outbox; nothing about any other user. A count whose store is not configured (or, for
+    the graph, not answering) is ``null``."""
     assert services.threads is not None
     threads = await services.threads.list(user, limit=10_000)
-    return {"user": {"threads": len(threads)}}
+    figures: dict[str, Any] = {"threads": len(threads), "memories": None, "facts": None,
+                               "graph_outbox": None}  # fmt: skip
+    if services.memory is not None:
+        figures["memories"] = await services.memory.count(user)
+    if services.graph is not None:
+        try:
+            figures["facts"] = await services.graph.count_facts(user)
+        except ServiceUnavailable:
+            pass  # graph server down: its writes wait in the outbox, counted below
+    if services.outbox is not None:
+        figures["graph_outbox"] = await services.outbox.count(user)
+    return {"user": figures}

@@ -12,11 +12,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import weakref
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager, nullcontext
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
+from contextlib import aclosing, asynccontextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from langchain_core.messages import AnyMessage, RemoveMessage
 from langchain_core.runnables import RunnableConfig
@@ -41,6 +41,9 @@ _REPLY_CHECKPOINT = frozenset(f"branch:to:{name}" for name in POST_REPLY_NODES)
 """Channels only the checkpoint holding the reply updates: it schedules the post-reply nodes."""
 
 log = logging.getLogger(__name__)
+
+_FORGET_TRIES = 5
+"""Attempts at rolling a turn back (each re-reads the thread) before logging it as failed."""
 
 
 def _gone() -> Gone:
@@ -211,7 +214,7 @@ class TurnRunner:
         knobs: dict[str, Any],
         stream_mode: Any,
         on_watch: Callable[[asyncio.Future[None]], None] | None = None,
-    ) -> AsyncIterator[tuple[str, Any]]:
+    ) -> AsyncGenerator[tuple[str, Any]]:
         """One turn with the thread held: recover a dead run, mark, run, unmark.
 
         Given ``on_watch``, and a checkpointer that reports commits, the run uses
@@ -230,12 +233,17 @@ class TurnRunner:
                 await self._settle_owed(user_id, thread_id, knobs)
                 context = self.context(user_id, **knobs)
                 context.reply_saved = saved
+                steps = cast(
+                    AsyncGenerator[tuple[str, Any]],
+                    self._stream_graph(thread_id, parsed, config, context, stream_mode, progress),
+                )
                 try:
-                    async for mode, chunk in self._stream_graph(
-                        thread_id, parsed, config, context, stream_mode, progress
-                    ):
+                    async for mode, chunk in steps:
                         yield mode, chunk
                 except BaseException:
+                    # Cut off (the caller left) or failed: stop the graph first, so its last
+                    # checkpoint is written before the rollback reads the thread.
+                    await steps.aclose()
                     self._cache_messages(thread_id, None)
                     if not progress.replied:  # no reply: take the question back out
                         await self._forget(thread_id, parsed)
@@ -303,18 +311,36 @@ class TurnRunner:
             saver.remember_channels(thread_id, {"messages": final["messages"]})
 
     async def _forget(self, thread_id: str, parsed: list[AnyMessage]) -> None:
-        """Remove this turn's input from the thread after a failure before the reply."""
-        try:
-            snapshot = await self.graph.aget_state(self.config(thread_id))
-            present = {m.id for m in (snapshot.values or {}).get("messages", [])}
-            gone = [RemoveMessage(id=m.id) for m in parsed if m.id is not None and m.id in present]
-            if gone:
+        """Take this turn back out of the thread after a failure before the memory work
+        began, or a cut (the caller left before then): its question, and a reply that was
+        saved but never followed up, so the thread keeps no trace of the turn."""
+        config = self.config(thread_id)
+        asked = {m.id for m in parsed if m.id is not None}
+        for attempt in range(_FORGET_TRIES):
+            try:
+                if self._saver is not None:  # a cut run's last write may still be going
+                    await self._saver.settled(thread_id)
+                snapshot = await self.graph.aget_state(config)
+                messages = list((snapshot.values or {}).get("messages", []))
+                start = next((i for i, m in enumerate(messages) if m.id in asked), None)
+                if start is None:
+                    return
+                # Only this turn wrote after its question (the thread is held).
+                gone = [RemoveMessage(id=m.id) for m in messages[start:] if m.id is not None]
                 # As the last node, so the thread does not look like owed memory work.
-                await self.graph.aupdate_state(
-                    self.config(thread_id), {"messages": gone}, as_node=PIPELINE[-1][0]
-                )
-        except Exception:
-            log.exception("could not roll back the failed turn on thread %s", thread_id)
+                last = PIPELINE[-1][0]
+                try:
+                    await self.graph.aupdate_state(config, {"messages": gone}, as_node=last)
+                except ValueError:
+                    # Cut right after the input checkpoint: the question is only in writes
+                    # pending on it, which the state shows but an update does not start
+                    # from; an empty update leaves them behind (the next loop checks).
+                    await self.graph.aupdate_state(config, {"messages": []}, as_node=last)
+            except Exception:
+                if attempt + 1 == _FORGET_TRIES:
+                    log.exception("could not roll back the failed turn on thread %s", thread_id)
+                    return
+                await asyncio.sleep(0.05 * (attempt + 1))
 
     async def compact(self, thread_id: str) -> None:
         """Drop checkpoints the thread's state no longer needs, so storage stays bounded.
@@ -351,6 +377,7 @@ class TurnRunner:
         *,
         config: RunnableConfig | None = None,
         on_token: Callable[[Any], None] | None = None,
+        cut_if_left: bool = False,
         **knobs: Any,
     ) -> dict[str, Any]:
         """Answer as soon as the reply is durable; memory writes finish in the background.
@@ -363,6 +390,10 @@ class TurnRunner:
         ``on_token`` receives the reply's message chunks as the model streams them, for doors
         that stream the reply but must not own the turn: a client that goes away after the
         reply cannot cancel the memory work, which runs in the runner's background.
+
+        ``cut_if_left``: a caller cancelled before the reply is durable (a client that left a
+        streamed reply) cuts the turn, which is rolled back as a failed one; once the reply
+        is durable, the caller going away changes nothing.
         """
         parsed = await self._start(user_id, thread_id, messages)
         self._refuse_stopping(user_id)
@@ -374,7 +405,13 @@ class TurnRunner:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
         self._track(user_id, task)
-        return await asyncio.shield(gate.reply)
+        try:
+            return await asyncio.shield(gate.reply)
+        except asyncio.CancelledError:
+            if cut_if_left and not gate.reply.done():
+                task.cancel()
+                gate.reply.add_done_callback(lambda f: f.cancelled() or f.exception())
+            raise
 
     async def _invoke_run(
         self,
@@ -425,7 +462,10 @@ class TurnRunner:
         """Stream a turn; the reply's tokens come first, memory work after, same connection.
 
         The turn runs in a task of its own (tracked per user, so deleting the user cancels
-        it), handing chunks over one at a time; closing this iterator cancels the turn.
+        it), handing chunks over one at a time. Closing this iterator (the client left)
+        before the reply is durable cuts the turn, which is rolled back exactly as a failed
+        one: the thread keeps no trace of its question. Closed after the reply, the memory
+        work stops too and is finished by the thread's next turn (the run stays marked).
         """
         parsed = await self._start(user_id, thread_id, messages)
         self._refuse_stopping(user_id)
@@ -433,11 +473,11 @@ class TurnRunner:
         queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue(maxsize=1)
 
         async def produce() -> None:
-            async for mode, chunk in self._run(
-                user_id, thread_id, parsed, config, knobs, stream_mode
-            ):
-                if mode in wanted:
-                    await queue.put((mode, chunk))
+            run = self._run(user_id, thread_id, parsed, config, knobs, stream_mode)
+            async with aclosing(run):  # a cut closes the turn here, in its own task
+                async for mode, chunk in run:
+                    if mode in wanted:
+                        await queue.put((mode, chunk))
 
         task = asyncio.create_task(produce(), name=f"stream:{thread_id}")
         self._track(user_id, task)

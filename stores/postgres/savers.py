@@ -8,10 +8,10 @@ import hashlib
 import logging
 import time
 import weakref
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Coroutine, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from cachetools import LRUCache
@@ -34,6 +34,8 @@ from psycopg_pool import AsyncConnectionPool
 from stores.errors import ServiceUnavailable
 
 log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 
 def redact_url(url: str) -> str:
@@ -157,6 +159,34 @@ class PooledPostgresSaver(AsyncPostgresSaver):
             DELTA_CACHE_THREADS
         )
         self._watches: dict[tuple[str, str], tuple[frozenset[str], asyncio.Future[None]]] = {}
+        self._writing: dict[str, set[asyncio.Task[Any]]] = {}
+        """Each thread's checkpoint writes in flight (see :meth:`settled`)."""
+
+    def _shielded(self, thread_id: str, write: Coroutine[Any, Any, _T]) -> Awaitable[_T]:
+        """Run ``write`` to the end even if its caller is cancelled.
+
+        A run cancelled mid-write (a client that left) would otherwise cut the write off
+        inside psycopg, and whether it landed would be unknown until the server finished it:
+        a rollback reading the thread meanwhile could miss what then appears.
+        """
+        task = asyncio.ensure_future(write)
+        tasks = self._writing.setdefault(thread_id, set())
+        tasks.add(task)
+
+        def done(finished: asyncio.Task[Any]) -> None:
+            tasks.discard(finished)
+            if not tasks and self._writing.get(thread_id) is tasks:
+                del self._writing[thread_id]
+            if not finished.cancelled():
+                finished.exception()  # retrieved: the caller, if still there, gets it too
+
+        task.add_done_callback(done)
+        return asyncio.shield(task)
+
+    async def settled(self, thread_id: str) -> None:
+        """Wait until no checkpoint write of the thread is in flight in this process."""
+        while tasks := self._writing.get(thread_id):
+            await asyncio.wait(set(tasks))
 
     def watch(self, thread_id: str, channels: frozenset[str], ns: str = "") -> asyncio.Future[None]:
         """A future that resolves once a checkpoint of the thread that updated any of
@@ -188,6 +218,18 @@ class PooledPostgresSaver(AsyncPostgresSaver):
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
         key = _thread_key(config)
+        return await self._shielded(
+            key[0], self._put(key, config, checkpoint, metadata, new_versions)
+        )
+
+    async def _put(
+        self,
+        key: tuple[str, str],
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
         try:
             saved = await super().aput(config, checkpoint, metadata, new_versions)
         except Exception as exc:
@@ -196,6 +238,16 @@ class PooledPostgresSaver(AsyncPostgresSaver):
         self._newest[key] = str(saved["configurable"]["checkpoint_id"])
         self._settle_watch(key, checkpoint, None)
         return saved
+
+    async def aput_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        write = super().aput_writes(config, writes, task_id, task_path)
+        await self._shielded(_thread_key(config)[0], write)
 
     def _settle_watch(
         self, key: tuple[str, str], checkpoint: Checkpoint, error: Exception | None

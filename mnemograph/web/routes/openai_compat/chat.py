@@ -16,7 +16,7 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Response
+from fastapi import APIRouter, Header, Request, Response
 from fastapi.responses import StreamingResponse
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langchain_core.runnables import RunnableConfig
@@ -89,6 +89,7 @@ def _reply(values: dict[str, Any]) -> tuple[AIMessage, list[BaseMessage]]:
              response_model=None)  # fmt: skip
 async def chat_completions(
     body: ChatRequest,
+    request: Request,
     user: User,
     services: ServicesDep,
     runner: RunnerDep,
@@ -107,7 +108,7 @@ async def chat_completions(
         values = await runner.invoke(user, thread_id, messages, config=_DOOR)
         reply, prompt = _reply(values)
         return completion(cid, MODEL_ID, reply.text, usage(prompt, reply), thread_id)
-    return await _streaming(runner, user, thread_id, messages, cid, body.include_usage())
+    return await _streaming(request, runner, user, thread_id, messages, cid, body.include_usage())
 
 
 _DOOR: RunnableConfig = {"metadata": {"door": "openai"}}
@@ -119,31 +120,50 @@ def _sse(data: dict[str, Any] | str) -> bytes:
     return f"data: {text}\n\n".encode()
 
 
+async def _left(request: Request) -> None:
+    """Returns once the client has gone (the body is already read: nothing else comes)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
 async def _streaming(
+    request: Request,
     runner: TurnRunner,
     user: str,
     thread_id: str,
     messages: list[dict[str, str]],
     cid: str,
     include_usage: bool,
-) -> StreamingResponse:
+) -> Response:
     """Stream the reply's tokens; the turn is the runner's, not this response's.
 
     The turn starts in its own task and the response waits for its first token, so a
-    failure before any token (a foreign thread, the model down) is a plain HTTP error. A
-    client that leaves mid-stream or at ``[DONE]`` cancels nothing: the runner finishes the
-    reply and the memory work.
+    failure before any token (a foreign thread, the model down) is a plain HTTP error.
+
+    A client that leaves before the reply is durable (before the first token, or
+    mid-reply) cuts the turn: it is rolled back like a failed one, so the thread keeps no
+    unanswered question (as on every streaming door). A client that leaves after it, while
+    the memory work runs or at ``[DONE]``, cancels nothing: the runner finishes that work.
     """
     tokens: asyncio.Queue[BaseMessage] = asyncio.Queue()
     turn = asyncio.create_task(
-        runner.invoke(user, thread_id, messages, config=_DOOR, on_token=tokens.put_nowait),
+        runner.invoke(
+            user, thread_id, messages, config=_DOOR, on_token=tokens.put_nowait, cut_if_left=True
+        ),
         name=f"openai-turn:{thread_id}",
     )
     turn.add_done_callback(lambda t: t.cancelled() or t.exception())  # retrieved, never lost
     first = asyncio.ensure_future(tokens.get())
-    await asyncio.wait({first, turn}, return_when=asyncio.FIRST_COMPLETED)
+    left = asyncio.ensure_future(_left(request))
+    try:
+        await asyncio.wait({first, turn, left}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        left.cancel()
     if not first.done():
         first.cancel()
+        if not turn.done():  # the client left before any token: cut the turn
+            turn.cancel()
+            return Response(status_code=499)
         turn.result()  # raises the turn's error as an HTTP error
     pending: list[BaseMessage] = [first.result()] if first.done() else []
     return StreamingResponse(
@@ -159,6 +179,22 @@ async def _events(
     pending: list[BaseMessage],
     cid: str,
     thread_id: str,
+    messages: list[dict[str, str]],
+    include_usage: bool,
+) -> AsyncIterator[bytes]:
+    try:
+        async for event in _tokens(turn, tokens, pending, cid, messages, include_usage):
+            yield event
+    finally:
+        if not turn.done():  # the client left: cut the turn unless its reply is durable
+            turn.cancel()
+
+
+async def _tokens(
+    turn: asyncio.Task[dict[str, Any]],
+    tokens: asyncio.Queue[BaseMessage],
+    pending: list[BaseMessage],
+    cid: str,
     messages: list[dict[str, str]],
     include_usage: bool,
 ) -> AsyncIterator[bytes]:

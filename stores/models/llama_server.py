@@ -7,12 +7,14 @@ and verified by sha256 before the server may load them.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
 import importlib.util
 import json
 import logging
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -92,15 +94,42 @@ class LlamaServer:
     base_url: str
     process: subprocess.Popen[bytes] | None
     """``None`` when this process joined a server another one (the warm keeper) runs."""
+    adopted_pid: int | None = None
+    """A server whose owner died (SIGKILL), taken over by this process: stopped by pid."""
 
     def stop(self) -> None:
-        """Stop the server this process started; a joined one is left to its owner."""
+        """Stop the server this process started or adopted; a joined one is left to its owner."""
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
             try:
                 self.process.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 self.process.kill()
+        elif self.adopted_pid is not None:
+            _stop_pid(self.adopted_pid)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def _stop_pid(pid: int, timeout_s: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL after ``timeout_s``: the server is not this process's child."""
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except OSError:
+        return
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if not _pid_alive(pid):
+            return
+        time.sleep(0.1)
+    with contextlib.suppress(OSError):
+        os.kill(pid, signal.SIGKILL)
 
 
 def _answers(base_url: str) -> bool:
@@ -114,17 +143,30 @@ def join_llama_server(model_dir: Path) -> LlamaServer | None:
     """The server another process runs on this model dir, if it is alive and answers.
 
     The warm keeper (``mnemograph.warm``) loads the model once and leaves it running between CLI
-    calls; loading 1.1 GB again for every ``mnemograph chat -m`` would cost seconds each.
+    calls; loading 1.1 GB again for every ``mnemograph chat -m`` would cost seconds each. The
+    state file also names the server's ``owner``: a server whose owner died (SIGKILL) is an
+    orphan, adopted here (recorded as ours, stopped by our ``stop``) rather than left running
+    for ever; one that no longer answers is stopped.
     """
+    path = model_dir / STATE_FILE
     try:
-        state = json.loads((model_dir / STATE_FILE).read_text(encoding="utf-8"))
+        state = json.loads(path.read_text(encoding="utf-8"))
         pid, base_url = int(state["pid"]), str(state["base_url"])
-        os.kill(pid, 0)
+        owner = int(state.get("owner") or 0)
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    if not _answers(base_url):
+    if not _pid_alive(pid):
         return None
-    return LlamaServer(base_url=base_url, process=None)
+    orphan = owner != os.getpid() and not _pid_alive(owner)
+    if not _answers(base_url):
+        if orphan:
+            _stop_pid(pid)
+        return None
+    if not orphan:
+        return LlamaServer(base_url=base_url, process=None)
+    log.warning("adopting the local model server left by a dead process (pid %d)", pid)
+    path.write_text(json.dumps({**state, "owner": os.getpid()}), encoding="utf-8")
+    return LlamaServer(base_url=base_url, process=None, adopted_pid=pid)
 
 
 def start_llama_server(
@@ -168,9 +210,8 @@ def start_llama_server(
         if proc.poll() is not None:
             raise ServiceUnavailable("local LLM", f"llama.cpp server exited; see {log_path}")
         if _answers(server.base_url):
-            (model_dir / STATE_FILE).write_text(
-                json.dumps({"pid": proc.pid, "base_url": server.base_url}), encoding="utf-8"
-            )
+            state = {"pid": proc.pid, "base_url": server.base_url, "owner": os.getpid()}
+            (model_dir / STATE_FILE).write_text(json.dumps(state), encoding="utf-8")
             return server
         time.sleep(0.5)
     server.stop()

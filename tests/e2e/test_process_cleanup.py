@@ -255,3 +255,54 @@ def test_a_cli_command_after_a_sigkilled_one_stops_the_orphans(home: Path) -> No
     res = mg(home, "graph", "--user", "u", MNEMOGRAPH_KEEP_WARM_S="0")  # opens the graph too
     assert res.returncode == 0, res.stderr
     assert_nothing_left(home)
+
+
+def gone(pid: int) -> bool:
+    """Exited (a zombie waiting for init to reap it counts as exited)."""
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def test_an_orphaned_model_server_is_adopted_and_stopped(tmp_path: Path) -> None:
+    """A keeper killed with SIGKILL leaves its llama.cpp server running; the next process on
+    that model dir adopts it (it was only joined, and never stopped, before) and stops it."""
+    from stores.models.llama_server import STATE_FILE, local_llm_available, start_llama_server
+
+    assert local_llm_available(), "the [local] extra (llama-cpp-python + model parts) is missing"
+    model_dir = tmp_path / "models"
+    owner = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time\n"
+         "from pathlib import Path\n"
+         "from stores.models.llama_server import start_llama_server\n"
+         f"start_llama_server(Path({str(model_dir)!r}), threads=1, timeout_s=300)\n"
+         "print('ready', flush=True)\n"
+         "time.sleep(3600)\n"],
+        cwd=ROOT, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    orphan = 0
+    try:
+        assert owner.stdout is not None and owner.stdout.readline().strip() == "ready"
+        import json
+
+        orphan = int(json.loads((model_dir / STATE_FILE).read_text())["pid"])
+        owner.kill()  # SIGKILL: its server is orphaned
+        owner.wait(timeout=STOP_S)
+        assert psutil.pid_exists(orphan)
+
+        server = start_llama_server(model_dir, threads=1, timeout_s=300)
+        assert server.adopted_pid == orphan and server.process is None
+        assert httpx.get(server.base_url + "/models", timeout=10).status_code == 200
+        server.stop()
+        deadline = time.monotonic() + 30
+        while not gone(orphan):
+            assert time.monotonic() < deadline, "the adopted model server is still running"
+            time.sleep(0.2)
+    finally:
+        if owner.poll() is None:
+            owner.kill()
+        if orphan and psutil.pid_exists(orphan):
+            with contextlib.suppress(psutil.NoSuchProcess):
+                psutil.Process(orphan).kill()

@@ -23,6 +23,7 @@ from pathlib import Path
 import psutil
 
 from stores.errors import ServiceUnavailable
+from stores.processes import pid_alive
 
 log = logging.getLogger(__name__)
 
@@ -207,15 +208,6 @@ def _bolt_ready(uri: str, password: str) -> bool:
         return False
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
-    except psutil.Error:
-        return True
-
-
 def _read_state(data_dir: Path) -> dict[str, int] | None:
     try:
         state = json.loads((data_dir / STATE_FILE).read_text(encoding="utf-8"))
@@ -262,7 +254,7 @@ def _join_running(
     if jvm is None:
         return None
     owner = state.get("owner")
-    orphan = owner is None or (owner != os.getpid() and not _pid_alive(owner))
+    orphan = owner is None or (owner != os.getpid() and not pid_alive(owner))
     if not orphan and not join:
         return None
     uri = f"bolt://127.0.0.1:{state['bolt_port']}"
@@ -271,7 +263,7 @@ def _join_running(
     while not ready and not orphan and time.monotonic() < deadline:
         # Its owner is still starting it: wait for that rather than race it for the files.
         time.sleep(0.25)
-        if not _running(jvm) or not _pid_alive(owner or 0):
+        if not _running(jvm) or not pid_alive(owner or 0):
             return None
         ready = _bolt_ready(uri, password)
     if not ready:

@@ -7,14 +7,12 @@ and verified by sha256 before the server may load them.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import importlib
 import importlib.util
 import json
 import logging
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -25,6 +23,7 @@ from pathlib import Path
 import httpx
 
 from stores.errors import ConfigurationError, ServiceUnavailable
+from stores.processes import pid_alive, stop_pid
 
 log = logging.getLogger(__name__)
 
@@ -106,30 +105,7 @@ class LlamaServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
         elif self.adopted_pid is not None:
-            _stop_pid(self.adopted_pid)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except (OSError, ValueError):
-        return False
-    return True
-
-
-def _stop_pid(pid: int, timeout_s: float = 10.0) -> None:
-    """SIGTERM, then SIGKILL after ``timeout_s``: the server is not this process's child."""
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except OSError:
-        return
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if not _pid_alive(pid):
-            return
-        time.sleep(0.1)
-    with contextlib.suppress(OSError):
-        os.kill(pid, signal.SIGKILL)
+            stop_pid(self.adopted_pid)
 
 
 def _answers(base_url: str) -> bool:
@@ -155,12 +131,12 @@ def join_llama_server(model_dir: Path) -> LlamaServer | None:
         owner = int(state.get("owner") or 0)
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    if not _pid_alive(pid):
+    if not pid_alive(pid):
         return None
-    orphan = owner != os.getpid() and not _pid_alive(owner)
+    orphan = owner != os.getpid() and not pid_alive(owner)
     if not _answers(base_url):
         if orphan:
-            _stop_pid(pid)
+            stop_pid(pid)
         return None
     if not orphan:
         return LlamaServer(base_url=base_url, process=None)

@@ -26,9 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import psutil
-
 from stores.errors import ServiceUnavailable
+from stores.processes import pid_alive
 
 log = logging.getLogger(__name__)
 
@@ -77,16 +76,6 @@ def _server_lock(pgserver: Any) -> Any:
     return pgserver.PostgresServer._lock
 
 
-def _alive(pid: int) -> bool:
-    """Whether ``pid`` is a live process (a zombie is not)."""
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
-    except psutil.Error:
-        return True
-
-
 def forget_dead_holders(data_dir: Path, pgserver: Any | None = None) -> list[int]:
     """Drop the pids of processes that died holding the cluster; return them.
 
@@ -109,7 +98,7 @@ def forget_dead_holders(data_dir: Path, pgserver: Any | None = None) -> list[int
             log.warning("unreadable %s; starting it afresh", handles.path)
             handles.put([])
             return []
-        dead = [pid for pid in pids if pid != os.getpid() and not _alive(pid)]
+        dead = [pid for pid in pids if pid != os.getpid() and not pid_alive(pid)]
         if dead:
             handles.put([pid for pid in pids if pid not in dead])
             log.warning(

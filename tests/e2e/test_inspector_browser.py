@@ -6,16 +6,11 @@ Nothing here skips: without chromium the test fails and names the install comman
 
 from __future__ import annotations
 
-import asyncio
 import json
-import socket
 import time
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
-import uvicorn
 from fastapi import FastAPI
 
 from mnemograph.services import Services
@@ -25,39 +20,12 @@ from stores.models.fake_llm import EchoChatModel
 from stores.postgres.users import UserRegistry
 from tests.cdp import Page, open_browser
 from tests.fakes import ScriptedChatModel
+from tests.servers import serve_app
 
 PAGE_STATE = (
     "JSON.stringify({status: document.getElementById('status').textContent,"
     " messages: [...document.querySelectorAll('#messages .msg')].map(m => m.textContent)})"
 )
-
-
-@asynccontextmanager
-async def serve(app: FastAPI) -> AsyncIterator[str]:
-    """Run the app with uvicorn on the test's own event loop (the services' pools live on it)
-    on a socket bound up front, so there is no free-port race."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=5)
-    )
-    task = asyncio.create_task(server.serve(sockets=[sock]), name="inspector-uvicorn")
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if task.done():
-            task.result()
-            raise AssertionError("uvicorn stopped before it started")
-        if time.monotonic() > deadline:
-            raise AssertionError("uvicorn did not start in 30 s")
-        await asyncio.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 30)
-        sock.close()
 
 
 def inspector_app(services: Services) -> FastAPI:
@@ -106,7 +74,7 @@ async def test_inspector_chat_stream_memories_and_graph(services: Services, tmp_
     services.set_chat_model(ScriptedChatModel())  # the echo, streamed a word at a time
     message = "Hello inspector, I moved to Paris"
     try:
-        async with serve(inspector_app(services)) as base:
+        async with serve_app(inspector_app(services)) as base:
             async with open_browser(tmp_path / "profile") as page:
                 await run_page(page, services, base, key, message, memory_id, tmp_path)
     finally:

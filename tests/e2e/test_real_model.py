@@ -16,8 +16,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -31,6 +29,7 @@ import pytest
 
 from stores.models.llama_server import local_llm_available
 from tests.conftest import REPORT
+from tests.servers import serve_process
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]
@@ -202,7 +201,6 @@ async def test_openai_and_mcp_doors_remember_with_the_real_model(
     a separate ``mnemograph serve`` process: a fact told through ``/v1/chat/completions``
     (streamed) reaches memory and the graph, the MCP tools read it back, and a new thread
     asked through ``/v1`` answers with it."""
-    import httpx
     import httpx2
     from mcp import Client
     from mcp.client.streamable_http import streamable_http_client
@@ -211,83 +209,53 @@ async def test_openai_and_mcp_doors_remember_with_the_real_model(
     run = uuid.uuid4().hex[:6]
     created = Cli(user_env)("users", "create", f"doors-{run}")
     key = next(line.split(": ", 1)[1] for line in created.splitlines() if "api_key" in line)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
     log = Path(user_env["MNEMOGRAPH_DATA_DIR"]) / f"serve-{run}.log"
-    with log.open("ab") as sink:
-        server = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "mnemograph.cli", "serve", "--port", str(port),
-            env=user_env, cwd=ROOT, stdout=sink, stderr=sink,
-        )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
     figures: dict[str, Any] = {}
     try:
-        deadline = time.monotonic() + 300
-        async with httpx.AsyncClient(timeout=5) as http:
-            while not await _healthy(http, base):
-                assert server.returncode is None and time.monotonic() < deadline, tail(log)
-                await asyncio.sleep(1)
-        client = AsyncOpenAI(base_url=f"{base}/v1", api_key=key, max_retries=0, timeout=600)
-        t0 = time.monotonic()
-        stream = await client.chat.completions.create(
-            model="mnemograph", stream=True, extra_headers={"X-Thread-Id": f"doors-{run}-a"},
-            messages=[{"role": "user", "content": "I live in Porto."}],
-        )  # fmt: skip
-        told = "".join([p.choices[0].delta.content or "" async for p in stream if p.choices])
-        figures["openai_stream_s"] = round(time.monotonic() - t0, 1)
-        assert told.strip(), "the streamed reply was empty"
-
-        # The memory work runs after the reply; the MCP tools see it once it lands.
-        question = "Which city do I live in?"
-        mcp_http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {key}"}, timeout=120)
-        transport = streamable_http_client(f"{base}/mcp", http_client=mcp_http)
-        async with mcp_http, Client(transport) as mcp:
+        async with serve_process(user_env, log, start_s=300) as base:
+            client = AsyncOpenAI(base_url=f"{base}/v1", api_key=key, max_retries=0, timeout=600)
             t0 = time.monotonic()
-            found: list[dict[str, Any]] = []
-            while time.monotonic() - t0 < 600:
-                result = await mcp.call_tool("search_memories", {"query": question})
-                found = (result.structured_content or {}).get("memories", [])
-                facts = (await mcp.call_tool("current_facts", {})).structured_content or {}
-                if any(_has(m["text"], ("porto",)) for m in found) and any(
-                    _has(f["object"], ("porto",)) for f in facts.get("facts", [])
-                ):
-                    break
-                await asyncio.sleep(3)
-            figures["memory_and_fact_s"] = round(time.monotonic() - t0, 1)
-            assert any(_has(m["text"], ("porto",)) for m in found), found
-            recall = await mcp.call_tool("recall", {"query": question})
-            recalled = recall.structured_content or {}
-            lines = recalled.get("memories", []) + recalled.get("facts", [])
-            assert any(_has(r["text"], ("porto",)) for r in lines), recalled
+            stream = await client.chat.completions.create(
+                model="mnemograph", stream=True, extra_headers={"X-Thread-Id": f"doors-{run}-a"},
+                messages=[{"role": "user", "content": "I live in Porto."}],
+            )  # fmt: skip
+            told = "".join([p.choices[0].delta.content or "" async for p in stream if p.choices])
+            figures["openai_stream_s"] = round(time.monotonic() - t0, 1)
+            assert told.strip(), "the streamed reply was empty"
 
-        t0 = time.monotonic()
-        answer = await client.chat.completions.create(
-            model="mnemograph", extra_headers={"X-Thread-Id": f"doors-{run}-b"},
-            messages=[{"role": "user", "content": question}],
-        )  # fmt: skip
-        figures["openai_answer_s"] = round(time.monotonic() - t0, 1)
-        reply = answer.choices[0].message.content or ""
-        figures["openai_answer"] = reply[:200]
-        assert answer.usage is not None and answer.usage.total_tokens > 0
-        assert _has(reply, ("porto",)), reply
+            # The memory work runs after the reply; the MCP tools see it once it lands.
+            question = "Which city do I live in?"
+            mcp_http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {key}"}, timeout=120)
+            transport = streamable_http_client(f"{base}/mcp", http_client=mcp_http)
+            async with mcp_http, Client(transport) as mcp:
+                t0 = time.monotonic()
+                found: list[dict[str, Any]] = []
+                while time.monotonic() - t0 < 600:
+                    result = await mcp.call_tool("search_memories", {"query": question})
+                    found = (result.structured_content or {}).get("memories", [])
+                    facts = (await mcp.call_tool("current_facts", {})).structured_content or {}
+                    if any(_has(m["text"], ("porto",)) for m in found) and any(
+                        _has(f["object"], ("porto",)) for f in facts.get("facts", [])
+                    ):
+                        break
+                    await asyncio.sleep(3)
+                figures["memory_and_fact_s"] = round(time.monotonic() - t0, 1)
+                assert any(_has(m["text"], ("porto",)) for m in found), found
+                recall = await mcp.call_tool("recall", {"query": question})
+                recalled = recall.structured_content or {}
+                lines = recalled.get("memories", []) + recalled.get("facts", [])
+                assert any(_has(r["text"], ("porto",)) for r in lines), recalled
+
+            t0 = time.monotonic()
+            answer = await client.chat.completions.create(
+                model="mnemograph", extra_headers={"X-Thread-Id": f"doors-{run}-b"},
+                messages=[{"role": "user", "content": question}],
+            )  # fmt: skip
+            figures["openai_answer_s"] = round(time.monotonic() - t0, 1)
+            reply = answer.choices[0].message.content or ""
+            figures["openai_answer"] = reply[:200]
+            assert answer.usage is not None and answer.usage.total_tokens > 0
+            assert _has(reply, ("porto",)), reply
     finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.wait_for(server.wait(), 60)
-        except TimeoutError:
-            server.kill()
-            await server.wait()
         report = request.config.stash.setdefault(REPORT, [])
         report.append(("real model: OpenAI + MCP doors", figures))
-
-
-async def _healthy(http: Any, base: str) -> bool:
-    try:
-        return bool((await http.get(f"{base}/health")).status_code == 200)
-    except Exception:
-        return False
-
-
-def tail(log: Path) -> str:
-    return log.read_text(errors="replace")[-3000:]

@@ -7,13 +7,7 @@ from the other at once."""
 from __future__ import annotations
 
 import asyncio
-import signal
-import socket
-import sys
-import time
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -22,47 +16,9 @@ import httpx
 from mnemograph.services import Services
 from stores.knowledge.arcadedb import EmbeddedGraphServer
 from tests.conftest import cli_env
+from tests.servers import serve_process
 
-ROOT = Path(__file__).resolve().parents[2]
 THREADS, TURNS = 4, 8
-
-
-def tail(log: Path) -> str:
-    return log.read_text(errors="replace")[-3000:]
-
-
-@asynccontextmanager
-async def instance(env: dict[str, str], log: Path) -> AsyncIterator[str]:
-    """One `mnemograph serve` subprocess; stopped with SIGTERM."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    with log.open("ab") as sink:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "mnemograph.cli", "serve", "--port", str(port),
-            cwd=ROOT, stdout=sink, stderr=sink, env=env,
-        )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 180
-        async with httpx.AsyncClient(timeout=2) as http:
-            while True:
-                assert proc.returncode is None, tail(log)
-                try:
-                    if (await http.get(f"{url}/health")).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                assert time.monotonic() < deadline, tail(log)
-                await asyncio.sleep(0.5)
-        yield url
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.wait_for(proc.wait(), 60)
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
 
 
 def turn(thread_id: str, text: str) -> dict[str, Any]:
@@ -95,8 +51,8 @@ async def test_two_instances_one_database(
     user = account.user_id
     headers = {"Authorization": f"Bearer {key}"}
     async with (
-        instance(env_a, tmp_path / "a.log") as a,
-        instance(env_b, tmp_path / "b.log") as b,
+        serve_process(env_a, tmp_path / "a.log") as a,
+        serve_process(env_b, tmp_path / "b.log") as b,
         httpx.AsyncClient(timeout=120, headers=headers) as http,
     ):
         tids = [f"two-{n}-{uuid.uuid4().hex[:6]}" for n in range(THREADS)]

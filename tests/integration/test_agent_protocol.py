@@ -7,64 +7,31 @@ from __future__ import annotations
 
 import asyncio
 import json
-import signal
-import socket
 import subprocess
-import sys
-import time
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypedDict
 
 import httpx
 import pytest
-import uvicorn
 from langgraph.graph import END, START, StateGraph
 from langgraph.pregel.remote import RemoteGraph
 from langgraph_sdk import get_client
 from langgraph_sdk.errors import ConflictError, NotFoundError, UnprocessableEntityError
 
 from mnemograph.services import Services
-from server import create_app
 from tests.conftest import cli_env
 from tests.fakes import ScriptedChatModel
+from tests.servers import new_key, serve, serve_process
 
-ROOT = Path(__file__).resolve().parents[2]
-CLI = [sys.executable, "-m", "mnemograph.cli"]
 HI = {"messages": [{"role": "user", "content": "I like green tea"}]}
-
-
-@asynccontextmanager
-async def serve(services: Services) -> AsyncIterator[str]:
-    """The production app under uvicorn on this loop (the services' pools live on it)."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    app = create_app(services)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started:
-        assert not task.done(), task.result()
-        await asyncio.sleep(0.05)
-    app.state.limiter.per_min = 0
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 60)
-        sock.close()
 
 
 @pytest.fixture(scope="module")
 async def base(services: Services) -> AsyncIterator[str]:
     async with serve(services) as url:
         yield url
-
-
-async def new_key(services: Services) -> tuple[str, str]:
-    user, key = await services.user_registry().create(f"ap-{uuid.uuid4().hex[:8]}")
-    return user.user_id, key
 
 
 async def collect(stream: AsyncIterator[Any]) -> list[Any]:
@@ -282,44 +249,6 @@ class Parent(TypedDict, total=False):
     last_reply: str
 
 
-def tail(log: Path) -> str:
-    return log.read_text(errors="replace")[-3000:]
-
-
-@asynccontextmanager
-async def serve_process(pg_url: str, data_dir: Path, log: Path) -> AsyncIterator[str]:
-    """`mnemograph serve` in a subprocess on the session's database."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    with log.open("ab") as sink:
-        proc = await asyncio.create_subprocess_exec(
-            *CLI, "serve", "--port", str(port), cwd=ROOT, stdout=sink, stderr=sink,
-            env=cli_env(pg_url, data_dir),
-        )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 180
-        async with httpx.AsyncClient(timeout=2) as http:
-            while True:
-                assert proc.returncode is None, tail(log)
-                try:
-                    if (await http.get(f"{url}/health")).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                assert time.monotonic() < deadline, tail(log)
-                await asyncio.sleep(0.5)
-        yield url
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.wait_for(proc.wait(), 60)
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
-
-
 def parent_graph(url: str, key: str) -> Any:
     """Another application's graph with the Mnemograph server as one of its nodes."""
     builder = StateGraph(Parent)
@@ -339,7 +268,8 @@ async def test_remote_graph_node_resumes_a_thread_across_two_servers(
     config = {"configurable": {"thread_id": tid}}
     turns = ["my name is Ada", "what is my name"]
     for n, text in enumerate(turns):  # one server process per turn, the same database
-        async with serve_process(pg_url, tmp_path / "data", tmp_path / "serve.log") as url:
+        env = cli_env(pg_url, tmp_path / "data")
+        async with serve_process(env, tmp_path / "serve.log") as url:
             parent = parent_graph(url, key)
             out = await parent.ainvoke({"messages": [{"role": "user", "content": text}]}, config)
             assert out["last_reply"] == f"echo: {text}", out

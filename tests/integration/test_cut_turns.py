@@ -24,7 +24,7 @@ from mnemograph.runner import TurnRunner
 from mnemograph.services import Services
 from tests.fakes import ScriptedChatModel
 from tests.hang import hang_at
-from tests.integration.test_agent_protocol import new_key, serve
+from tests.servers import new_key, serve
 
 CUT = "HANG what was my question?"
 

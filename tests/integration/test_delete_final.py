@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import socket
 import sys
 import time
 import uuid
@@ -23,7 +22,6 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI
 from langchain_core.messages import BaseMessage, HumanMessage
 
@@ -33,6 +31,7 @@ from stores.knowledge.arcadedb import EmbeddedGraphServer
 from tests.conftest import cli_env
 from tests.fakes import ScriptedChatModel, extraction_replies
 from tests.integration.test_gdpr import _leftovers
+from tests.servers import serve_app
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -72,21 +71,9 @@ async def serving(
     services: Services, model: ScriptedChatModel
 ) -> AsyncIterator[tuple[str, FastAPI]]:
     """The production app, with ``model``, under uvicorn on this loop."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
     app = create_app(dataclasses.replace(services, _chat_model=model))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started:
-        assert not task.done(), task.result()
-        await asyncio.sleep(0.05)
-    app.state.limiter.per_min = 0
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}", app
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 60)
-        sock.close()
+    async with serve_app(app) as url:
+        yield url, app
 
 
 def body(thread: str, text: str) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from starlette.responses import PlainTextResponse
 from mnemograph.services import Services
 from server import create_app
 from tests.conftest import REPORT
-from tests.integration.test_agent_protocol import serve
+from tests.servers import serve
 
 MB = 1024 * 1024
 MARKER = "EchoMarker"

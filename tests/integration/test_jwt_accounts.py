@@ -21,7 +21,7 @@ from mnemograph.lifecycle import delete_user
 from mnemograph.services import Services
 from stores.settings import Settings
 from tests.conftest import cli_env
-from tests.integration.test_agent_protocol import serve
+from tests.servers import serve
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "jwt-accounts-test-secret-0123456789abcdef"

@@ -15,7 +15,7 @@ from mnemograph.services import Services
 from mnemograph.validation import check_knobs
 from stores.errors import InvalidInput, NotFound
 from tests.conftest import cli_env
-from tests.integration.test_agent_protocol import new_key, serve
+from tests.servers import new_key, serve
 
 ROOT = Path(__file__).resolve().parents[2]
 

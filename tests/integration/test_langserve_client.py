@@ -12,7 +12,7 @@ import pytest
 from langserve import RemoteRunnable
 
 from mnemograph.services import Services
-from tests.integration.test_agent_protocol import new_key, serve
+from tests.servers import new_key, serve
 
 
 @pytest.fixture(scope="module")

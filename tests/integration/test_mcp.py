@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -34,7 +32,7 @@ from graph.facts import Triple
 from mnemograph.mcp.server import tool_errors
 from mnemograph.services import Services
 from tests.conftest import cli_env
-from tests.integration.test_agent_protocol import new_key, serve
+from tests.servers import new_key, serve, serve_process
 
 ROOT = Path(__file__).resolve().parents[2]
 TOOLS = {
@@ -325,29 +323,9 @@ async def test_mcp_on_a_served_process_with_two_workers(
 ) -> None:
     """`mnemograph serve --workers 2` (services opened by the app's own lifespan): every call on
     a fresh connection, so either worker may answer; no session ties a client to one."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    log = tmp_path / "serve.log"
-    with log.open("ab") as sink:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "mnemograph.cli", "serve", "--port", str(port),
-            "--workers", "2", cwd=ROOT, stdout=sink, stderr=sink, env=cli_env(pg_url, data_dir),
-        )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
     user, key = await new_key(services)
-    try:
-        deadline = time.monotonic() + 180
-        async with httpx.AsyncClient(timeout=2) as http:
-            while True:
-                assert proc.returncode is None, log.read_text(errors="replace")[-3000:]
-                try:
-                    if (await http.get(f"{base}/health")).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                assert time.monotonic() < deadline, log.read_text(errors="replace")[-3000:]
-                await asyncio.sleep(0.5)
+    env = cli_env(pg_url, data_dir)
+    async with serve_process(env, tmp_path / "serve.log", "--workers", "2") as base:
         said = {
             "locker": "My gym locker number is 17",
             "tractor": "I drive a green tractor on weekends",
@@ -362,13 +340,6 @@ async def test_mcp_on_a_served_process_with_two_workers(
             async with http_client(base, key) as client:
                 found = data(await client.call_tool("search_memories", {"query": word, "k": 1}))
                 assert [m["id"] for m in found["memories"]] == [memory["id"]], (word, found)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.wait_for(proc.wait(), 60)
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
     assert services.memory is not None and await services.memory.count(user) == 4
 
 

@@ -5,8 +5,6 @@ Every run's metadata carries the user id and thread id (what traces are filtered
 
 from __future__ import annotations
 
-import asyncio
-import socket
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -17,7 +15,6 @@ from typing import Any
 import httpx
 import prometheus_client
 import pytest
-import uvicorn
 from fastapi import FastAPI
 from langchain_core.callbacks import AsyncCallbackHandler
 from prometheus_client.parser import text_string_to_metric_families
@@ -27,25 +24,16 @@ from mnemograph.services import Services
 from server import create_app
 from stores.memory.model import MemoryConfig, NewMemory
 from stores.memory.store import MemoryStore
+from tests.servers import serve_app
 
 
 @asynccontextmanager
 async def serving(services: Services) -> AsyncIterator[tuple[str, FastAPI]]:
-    """The production app under uvicorn on this loop, and the app (for its state)."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
+    """The production app under uvicorn on this loop, and the app (for its state); the
+    per-user limit stays on (its 429s are counted)."""
     app = create_app(services)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started:
-        assert not task.done(), task.result()
-        await asyncio.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}", app
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 60)
-        sock.close()
+    async with serve_app(app, per_user_limit=True) as url:
+        yield url, app
 
 
 @pytest.fixture(scope="module")

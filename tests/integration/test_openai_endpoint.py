@@ -19,8 +19,9 @@ from openai import AsyncOpenAI, OpenAI
 from mnemograph.services import Services
 from mnemograph.threads_view import state_graph
 from mnemograph.web.routes.openai_compat.wire import default_thread
+from tests.conftest import cli_env
 from tests.fakes import ScriptedChatModel
-from tests.integration.test_agent_protocol import new_key, serve, serve_process
+from tests.servers import new_key, serve, serve_process
 
 
 @pytest.fixture(scope="module")
@@ -180,14 +181,14 @@ async def test_a_thread_resumes_on_a_restarted_server(
     _user, key = await new_key(services)
     tid = f"oai-{uuid.uuid4().hex[:8]}"
     history = [user_msg("remember the code word: heron")]
-    async with serve_process(pg_url, tmp_path / "data", tmp_path / "serve.log") as url:
+    async with serve_process(cli_env(pg_url, tmp_path / "data"), tmp_path / "serve.log") as url:
         client = AsyncOpenAI(base_url=f"{url}/v1", api_key=key, max_retries=0)
         out = await client.chat.completions.create(
             model="mnemograph", messages=history, extra_headers={"X-Thread-Id": tid}
         )
     # The first server is gone; the client resends the conversation to a new one.
     history += [bot_msg(out.choices[0].message.content or ""), user_msg("what was the code word?")]
-    async with serve_process(pg_url, tmp_path / "data", tmp_path / "serve.log") as url:
+    async with serve_process(cli_env(pg_url, tmp_path / "data"), tmp_path / "serve.log") as url:
         client = AsyncOpenAI(base_url=f"{url}/v1", api_key=key, max_retries=0)
         stream = await client.chat.completions.create(
             model="mnemograph", messages=history, stream=True, extra_headers={"X-Thread-Id": tid}

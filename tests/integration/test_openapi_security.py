@@ -15,7 +15,7 @@ import pytest
 from mnemograph.services import Services
 from mnemograph.web.middleware import is_open
 from stores.ids import ID_PATTERN
-from tests.integration.test_agent_protocol import serve
+from tests.servers import serve
 
 METHODS = {"get", "put", "post", "delete", "patch"}
 SCHEMES = {"HTTPBearer": {"type": "http", "scheme": "bearer"},

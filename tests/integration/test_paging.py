@@ -13,7 +13,7 @@ import pytest
 
 from graph.facts import Triple
 from mnemograph.services import Services
-from tests.integration.test_agent_protocol import new_key, serve
+from tests.servers import new_key, serve
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ from langgraph_sdk import get_client
 from openai import AsyncOpenAI
 
 from mnemograph.services import Services
-from tests.integration.test_agent_protocol import new_key, serve
+from tests.servers import new_key, serve
 
 
 @pytest.fixture(scope="module")

@@ -28,3 +28,8 @@ class Gone(NotFound):
 
 class InvalidInput(MnemographError):
     """The caller sent something malformed; nothing was stored."""
+
+
+class Conflict(MnemographError):
+    """What the caller asked to create already exists, differently (HTTP 409): an Agent
+    Protocol thread created again, or a restored thread whose stored content differs."""

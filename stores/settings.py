@@ -222,6 +222,13 @@ class Settings(BaseSettings):
         description="Requests per client address per minute to the open routes (/health, "
         "/metrics, docs, inspector page) before 429; 0 = off.",
     )
+    import_max_bytes: int = Field(
+        default=20 * 1024 * 1024,
+        ge=1024,
+        description="Largest body `POST /me/import` accepts, in bytes, counted as they arrive "
+        "(an export document can be far over the 256 KB every other route allows); checked "
+        "after the key, before the body is parsed.",
+    )
     retention_days: float | None = Field(
         default=None,
         gt=0,

@@ -1,9 +1,11 @@
-"""Accounts and GDPR: create users and API keys, export or delete everything of a user."""
+"""Accounts and GDPR: create users and API keys, export, restore or delete everything of a
+user."""
 
 from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -11,7 +13,9 @@ from rich.table import Table
 
 from mnemograph.cli.common import UserOpt, err, out, run, validate_ids
 
-users_app = typer.Typer(help="Accounts, API keys and GDPR export/delete.", no_args_is_help=True)
+users_app = typer.Typer(
+    help="Accounts, API keys and GDPR export/import/delete.", no_args_is_help=True
+)
 
 
 @users_app.command("create")
@@ -62,6 +66,60 @@ def users_export(user: UserOpt) -> None:
         sys.stdout.write(json.dumps(doc, ensure_ascii=False, default=str) + "\n")
 
     run(body)
+
+
+@users_app.command("import")
+def users_import(
+    file: Annotated[
+        Path, typer.Argument(help="An export document (`users export`); - reads stdin.")
+    ],
+    user: Annotated[
+        str | None,
+        typer.Option(
+            "--user", "-u", help="Restore into this account (name or id) instead of the file's."
+        ),
+    ] = None,
+    undelete: Annotated[
+        bool,
+        typer.Option(
+            "--undelete",
+            help="Lift the deletion tombstones of the target user and of the file's threads "
+            "first, so a deleted user's data can come back under its id.",
+        ),
+    ] = False,
+) -> None:
+    """Restore an export (threads resumable, memories, graph facts); importing it twice
+    changes nothing. The whole file is checked first: a thread already stored with other
+    content, a deleted user or a retired thread id (without --undelete) writes nothing."""
+    validate_ids(user=user)
+
+    async def body() -> None:
+        from mnemograph.backup import read_export
+        from mnemograph.lifecycle import import_user
+        from mnemograph.services import open_services
+
+        doc = read_export(sys.stdin.buffer.read() if str(file) == "-" else _read(file))
+        async with open_services() as services:
+            target = await services.user_registry().resolve(user) if user else None
+            report = await import_user(services, doc, user_id=target, undelete=undelete)
+        out.print(f"user_id: {report.user_id} (exported from {report.source_user_id})",
+                  highlight=False)  # fmt: skip
+        table = Table("what", "count")
+        for name, value in report.model_dump(exclude={"user_id", "source_user_id"}).items():
+            table.add_row(name, str(value))
+        out.print(table)
+
+    run(body)
+
+
+def _read(file: Path) -> bytes:
+    """The file's bytes; a missing or unreadable file is one error line (exit 2)."""
+    from stores.errors import InvalidInput
+
+    try:
+        return file.read_bytes()
+    except OSError as exc:
+        raise InvalidInput(f"cannot read {file}: {exc.strerror or type(exc).__name__}") from None
 
 
 @users_app.command("delete")

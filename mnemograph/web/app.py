@@ -29,6 +29,7 @@ from mnemograph.web.inspector import mount_inspector
 from mnemograph.web.limits import AddressLimits
 from mnemograph.web.middleware import Gate
 from mnemograph.web.routes import ROUTERS
+from mnemograph.web.routes.me import IMPORT_PATH
 from mnemograph.web.routes.openai_compat.route import _CODES as OPENAI_CODES
 from mnemograph.web.routes.openai_compat.wire import error as openai_error
 from mnemograph.web.routes.protocol import ROUTERS as PROTOCOL_ROUTERS
@@ -51,6 +52,8 @@ async def _serving(app: FastAPI, services: Services) -> AsyncIterator[None]:
     app.state.address_limits = AddressLimits(
         settings.address_rate_limit_per_min, settings.open_rate_limit_per_min
     )
+    # The one route whose bodies may pass the gate's 256 KB: a whole export document.
+    app.state.body_limits = {IMPORT_PATH: settings.import_max_bytes}
     runner.metrics = app.state.metrics
     app.state.metrics.services = services
     app.state.thread_book = book = ThreadBook(services, runner)

@@ -15,14 +15,19 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from psycopg_pool import PoolTimeout
 
-from stores.errors import Gone, InvalidInput, MnemographError, NotFound, ServiceUnavailable
+from stores.errors import (
+    Conflict,
+    Gone,
+    InvalidInput,
+    MnemographError,
+    NotFound,
+    ServiceUnavailable,
+)
 from stores.postgres.migrations import GONE_SQLSTATE
 
 log = logging.getLogger(__name__)
 
-
-class Conflict(MnemographError):
-    """The caller's own resource already exists and they asked for a new one (409)."""
+__all__ = ["EXCEPTION_HANDLERS", "Conflict"]
 
 
 async def known_errors(request: Request, exc: Exception) -> JSONResponse:

@@ -1,7 +1,8 @@
 """The HTTP gate, one pure ASGI middleware in front of every route and mounted app: who is
 calling is decided from the headers before any byte of the body is read, the body is then
-counted as it arrives (``Content-Length`` or chunked) and cut at :data:`MAX_BODY_BYTES`, and
-request latency goes to the app's metrics (``app.state.metrics``).
+counted as it arrives (``Content-Length`` or chunked) and cut at :data:`MAX_BODY_BYTES` (or a
+route's own cap, :func:`body_limit`), and request latency goes to the app's metrics
+(``app.state.metrics``).
 
 Order, for every request:
 
@@ -19,6 +20,11 @@ Order, for every request:
 4. the route runs on the buffered body; the caller's user id is in ``scope["state"]``
    (``request.state.user_id``), where :func:`mnemograph.web.deps.current_user` finds it.
 
+"The limit" is :data:`MAX_BODY_BYTES` everywhere except on the few paths the app gives a cap
+of their own in ``app.state.body_limits`` (``POST /me/import`` takes a whole export
+document, ``MNEMOGRAPH_IMPORT_MAX_BYTES``): the same order holds there, so a larger cap never
+lets a body in before its key is checked.
+
 Starlette 1.10 and FastAPI 0.165 ship a body limit (``FastAPI(max_body_size=...)``); it sits
 outside every user middleware, answers a plain-text "Content Too Large" and replaces any
 response once the declared length is over, so it cannot run after authentication nor keep
@@ -31,6 +37,7 @@ template, into the app's own registry.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import Callable, Mapping
@@ -64,6 +71,16 @@ ErrorShape = Callable[[int, str], dict[str, Any]]
 def is_open(path: str) -> bool:
     """Whether ``path`` is served without a credential."""
     return path in OPEN_PATHS or path.startswith(OPEN_PREFIXES)
+
+
+def body_limit(scope: Scope) -> int:
+    """The byte cap of this request's body: the path's own cap in ``app.state.body_limits``
+    (exact paths; set by the app from its settings), else :data:`MAX_BODY_BYTES`.
+
+    A mapping on the app, not a module constant, so two apps in one process can differ and a
+    cap comes from settings read at start-up."""
+    limits: Mapping[str, int] = getattr(scope["app"].state, "body_limits", None) or {}
+    return limits.get(scope["path"], MAX_BODY_BYTES)
 
 
 class _TooLarge(Exception):
@@ -122,9 +139,10 @@ class Gate:
             send = metrics.timed(scope, send)
         headers = Headers(scope=scope)
         path: str = scope["path"]
+        limit = body_limit(scope)
         length = headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
-            await self._error(scope, send, 413, f"request body over {MAX_BODY_BYTES} bytes")
+        if length is not None and (not length.isdigit() or int(length) > limit):
+            await self._error(scope, send, 413, f"request body over {limit} bytes")
             return
         limits: AddressLimits | None = getattr(state, "address_limits", None)
         if is_open(path):
@@ -153,13 +171,19 @@ class Gate:
             scope.setdefault("state", {})["user_id"] = user_id
         if length not in (None, "0") or "transfer-encoding" in headers:
             try:
-                body = await _read_body(receive)
+                body = await _read_body(receive, limit)
             except _TooLarge:
-                await self._error(scope, send, 413, f"request body over {MAX_BODY_BYTES} bytes")
+                await self._error(scope, send, 413, f"request body over {limit} bytes")
                 return
             except _Left:
                 return
-            problem = _body_problem(body)
+            # Up to 20 MB on the import route: ~0.6 s of checks, run beside the event loop
+            # there so other requests go on meanwhile; small bodies are checked in place.
+            problem = (
+                _body_problem(body)
+                if len(body) <= MAX_BODY_BYTES
+                else await asyncio.to_thread(_body_problem, body)
+            )
             if problem is not None:
                 await self._error(scope, send, 400, problem)
                 return
@@ -209,8 +233,8 @@ class Gate:
         await send({"type": "http.response.body", "body": body})
 
 
-async def _read_body(receive: Receive) -> bytes:
-    """The whole body, counted as it arrives; :class:`_TooLarge` past the limit."""
+async def _read_body(receive: Receive, limit: int) -> bytes:
+    """The whole body, counted as it arrives; :class:`_TooLarge` past ``limit`` bytes."""
     parts: list[bytes] = []
     size = 0
     while True:
@@ -219,7 +243,7 @@ async def _read_body(receive: Receive) -> bytes:
             raise _Left
         chunk = message.get("body", b"")
         size += len(chunk)
-        if size > MAX_BODY_BYTES:
+        if size > limit:
             raise _TooLarge
         parts.append(chunk)
         if not message.get("more_body", False):

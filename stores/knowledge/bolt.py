@@ -162,6 +162,29 @@ WITH e LIMIT $batch
 DETACH DELETE e
 RETURN count(*) AS n"""
 
+# A restore (``GraphStore.import_user``): exported entities and relations back as they were,
+# each merged by its key (an entity by (user_id, name), a relation by its id between its two
+# entities), so importing the same export twice leaves the graph as the first import did.
+Q_IMPORT_ENTITIES = """
+UNWIND $entities AS ent
+MERGE (e:Entity {user_id: $uid, name: ent.name})
+SET e.norm_name = ent.norm, e.display = ent.display,
+    e.created_at = coalesce(ent.created_at, e.created_at, $at),
+    e.last_seen_at = coalesce(e.last_seen_at, ent.created_at, $at)
+RETURN count(e) AS n"""
+
+Q_IMPORT_RELATIONS = """
+UNWIND $rows AS row
+MATCH (s:Entity {user_id: $uid, name: row.s})
+MATCH (o:Entity {user_id: $uid, name: row.o})
+MERGE (s)-[r:REL {id: row.id}]->(o)
+SET r.type = row.p, r.user_id = $uid, r.created_at = row.created_at,
+    r.valid_from = row.valid_from, r.invalid_at = row.invalid_at,
+    r.confidence = row.confidence, r.source_thread = row.thread,
+    r.source_message = row.message, r.mentions = coalesce(r.mentions, 1),
+    r.last_seen_at = coalesce(r.last_seen_at, row.created_at)
+RETURN count(r) AS n"""
+
 NO_LIMIT = 1_000_000
 
 
@@ -364,6 +387,59 @@ class GraphStore:
             return UpsertResult(created=created, refreshed=refreshed, invalidated=invalidated)
 
         return await self._write("upsert", work)
+
+    async def import_user(
+        self,
+        user_id: str,
+        entities: Sequence[Mapping[str, Any]],
+        relations: Sequence[Fact],
+        *,
+        batch: int = 500,
+    ) -> dict[str, int]:
+        """Write an export's entities and relations back for ``user_id`` (a restore), with
+        their own ids, times, validity and provenance; returns how many of each were written.
+
+        ``entities`` are the export's (``name``, ``display``, ``norm_name``, ``created_at``),
+        ``relations`` its facts (:class:`~stores.knowledge.rules.Fact`), whose ``subject``
+        and ``object`` must be among ``entities`` (the caller checks). Entities are merged by
+        name, relations by id (``MERGE`` on Neo4j 5 and ArcadeDB alike), so a relation
+        already there is updated in place rather than duplicated. Nothing is normalized or
+        invalidated here: the export is already the graph's own, history included. Batches
+        of ``batch`` rows per transaction, entities first; each batch is idempotent, so an
+        import cut short is completed by running it again.
+        """
+        check_id("user_id", user_id)
+        if not self.ready:
+            await self.setup()
+        at = int(time.time() * 1000)
+        ents = [
+            {"name": str(e["name"]), "display": str(e.get("display") or e["name"]),
+             "norm": e.get("norm_name"), "created_at": e.get("created_at")}
+            for e in entities
+        ]  # fmt: skip
+        rows = [
+            {"id": r["id"], "s": r["subject"], "o": r["object"], "p": r["predicate"],
+             "created_at": int(r["created_at"]), "valid_from": int(r["valid_from"]),
+             "invalid_at": None if r["invalid_at"] is None else int(r["invalid_at"]),
+             "confidence": float(r["confidence"]), "thread": r["source_thread"],
+             "message": r["source_message"]}
+            for r in relations
+        ]  # fmt: skip
+        written = {"graph_entities": 0, "graph_relations": 0}
+        for what, query, key, items in (
+            ("graph_entities", Q_IMPORT_ENTITIES, "entities", ents),
+            ("graph_relations", Q_IMPORT_RELATIONS, "rows", rows),
+        ):
+            for start in range(0, len(items), batch):
+                params = {"uid": user_id, "at": at, key: items[start : start + batch]}
+
+                async def work(
+                    tx: AsyncManagedTransaction, q: str = query, p: Mapping[str, Any] = params
+                ) -> int:
+                    return await self._count(tx, q, p)
+
+                written[what] += await self._write("import", work)
+        return written
 
     async def delete_user(self, user_id: str, *, batch: int = 2000) -> dict[str, int]:
         """Delete every node and relation of the user, in batches; return what was removed."""

@@ -9,7 +9,7 @@ next turn's recall are warmed in the same place. Lifecycle code forgets a user t
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from typing import Any
 
 from langchain_core.embeddings import Embeddings
@@ -22,10 +22,11 @@ from graph.facts import (
     normalize_predicate,
 )
 from graph.ports import Recalled, TripleFate, TripleOutcome, shown
-from stores.knowledge.bolt import GraphStore
+from stores.errors import ServiceUnavailable
+from stores.knowledge.bolt import SERVICE, GraphStore
 from stores.knowledge.outbox import GraphOutbox, WriteOutcome, write_or_enqueue
 from stores.knowledge.recall import FactRecall
-from stores.knowledge.rules import prepare
+from stores.knowledge.rules import Fact, prepare
 
 log = logging.getLogger(__name__)
 
@@ -143,6 +144,26 @@ class KnowledgeGraph:
             ),
             "graph_outbox": await self.outbox.pending(user_id) if self.outbox is not None else [],
         }
+
+    async def import_user(
+        self, user_id: str, entities: Sequence[Mapping[str, Any]], relations: Sequence[Fact]
+    ) -> dict[str, int]:
+        """Restore an export's graph for ``user_id`` (see ``GraphStore.import_user``) and drop
+        this process's recall caches of the user, which would not list the restored names.
+
+        Needs the graph server itself: queued writes are triples to re-apply, not a restore
+        of given ids and times. Like every graph write, it checks the user's tombstone after
+        writing and undoes itself if the user was deleted meanwhile (``Gone``).
+        """
+        if self.graph is None:
+            raise ServiceUnavailable(SERVICE, "no graph server is configured in this process")
+        try:
+            counts = await self.graph.import_user(user_id, entities, relations)
+            if self.outbox is not None:
+                await self.outbox.undo_if_gone(self.graph, user_id)
+        finally:
+            self.forget(user_id)
+        return counts
 
     async def delete_user(self, user_id: str) -> dict[str, int]:
         """Delete the user's graph and queued writes and forget every cache of theirs; returns

@@ -114,6 +114,7 @@ UPSERT_VECTOR = (
 
 # ---------------------------------------------------------------- reads and deletes
 GET = "SELECT key, value FROM store WHERE prefix = %s AND key = %s"
+GET_MANY = "SELECT key, value FROM store WHERE prefix = %s AND key = ANY(%s)"
 LIST = (
     "SELECT key, value FROM store WHERE prefix = %s "
     "ORDER BY updated_at DESC, key LIMIT %s OFFSET %s"

@@ -475,9 +475,61 @@ class MemoryStore:
         return int(row["n"]) if row else 0
 
     async def export_user(self, user_id: str) -> builtins.list[dict[str, Any]]:
-        """Every item of the user as plain JSON, oldest first (for the export document)."""
+        """Every item of the user as plain JSON, oldest first (for the export document), with
+        its indexing ``context``: what :meth:`import_user` needs to index it as before."""
         items = await self.list(user_id, limit=1_000_000)
-        return [it.to_json() for it in sorted(items, key=lambda i: (i.created_at, i.id))]
+        return [
+            {**it.to_json(), "context": it.context}
+            for it in sorted(items, key=lambda i: (i.created_at, i.id))
+        ]
+
+    async def import_user(
+        self, user_id: str, items: Sequence[MemoryItem], *, batch_size: int = 256
+    ) -> dict[str, int]:
+        """Write exported items back under their own ids (a restore), as they were: no
+        dedup, no merge, no importance bump, their own timestamps and counts.
+
+        An item whose id already holds exactly this value is left alone (nothing is
+        re-embedded or rewritten, so a second import of one file changes nothing); any other
+        value under that id is replaced. Every item is checked before the first is written.
+        Returns counts: ``created``, ``updated``, ``unchanged``.
+        """
+        self._require_ready()
+        check_id("user id", user_id)
+        seen: set[str] = set()
+        for it in items:
+            check_id("memory id", it.id)
+            if it.user_id != user_id:
+                raise InvalidInput(f"memory {it.id!r} belongs to another user")
+            if it.id in seen:
+                raise InvalidInput(f"memory {it.id!r} appears twice")
+            seen.add(it.id)
+            if check_text(it.text) != it.text:
+                raise InvalidInput(f"memory {it.id!r}: its text is not in stored form")
+            check_kind(it.kind)
+            if clamp01(it.importance) != it.importance:
+                raise InvalidInput(f"memory {it.id!r}: importance must be in [0, 1]")
+        prefix = store_prefix(user_id)
+        stored: dict[str, Any] = {}
+        async with self._pool.connection() as conn:
+            for start in range(0, len(items), 10_000):
+                keys = [it.id for it in items[start : start + 10_000]]
+                cur = await conn.execute(sql.GET_MANY, (prefix, keys))
+                stored.update({r["key"]: r["value"] for r in await cur.fetchall()})
+        changed = [it for it in items if stored.get(it.id) != json.loads(json.dumps(value_of(it)))]
+        for start in range(0, len(changed), batch_size):
+            chunk = changed[start : start + batch_size]
+            vectors = await self._embed_docs(
+                [self._embedding_text(it.text, it.context) for it in chunk]
+            )
+            async with self._pool.connection() as conn, conn.transaction():
+                await self._write(conn, chunk, vectors)
+        updated = sum(1 for it in changed if it.id in stored)
+        return {
+            "created": len(changed) - updated,
+            "updated": updated,
+            "unchanged": len(items) - len(changed),
+        }
 
     async def delete(self, user_id: str, memory_id: str) -> None:
         """Delete one item (its index row goes with it by cascade)."""

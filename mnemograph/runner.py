@@ -172,7 +172,9 @@ class TurnRunner:
     def config(
         self, thread_id: str, base: RunnableConfig | None = None, user_id: str | None = None
     ) -> RunnableConfig:
-        """``base`` with the thread id set (the only configurable the graph reads); given
+        """``base`` with the thread set (the only configurable the graph reads): here, in
+        :meth:`hold` and in the steps of a turn, ``thread_id`` is the thread's storage key
+        (``ThreadInfo.key``), never the id a client chose, which is only unique per user. Given
         ``user_id``, a run's config: ``user_id`` and ``thread_id`` also go in its
         ``metadata``, which every traced run carries (LangSmith, OpenTelemetry)."""
         config: RunnableConfig = dict(base or {})  # type: ignore[assignment]
@@ -362,12 +364,16 @@ class TurnRunner:
 
     async def _start(
         self, user_id: str, thread_id: str, messages: Sequence[Any]
-    ) -> list[AnyMessage]:
+    ) -> tuple[str, list[AnyMessage]]:
+        """Check the turn's input and claim the user's thread; return its storage key (what
+        the rest of the turn is keyed by) and the parsed messages."""
         check_id("thread id", thread_id)
         parsed = to_messages(messages)
         self._refuse_stopping(user_id)
-        await self.services.thread_registry().claim(user_id, thread_id, title=parsed[0].text[:60])
-        return parsed
+        info = await self.services.thread_registry().claim(
+            user_id, thread_id, title=parsed[0].text[:60]
+        )
+        return info.key, parsed
 
     async def invoke(
         self,
@@ -395,12 +401,12 @@ class TurnRunner:
         streamed reply) cuts the turn, which is rolled back as a failed one; once the reply
         is durable, the caller going away changes nothing.
         """
-        parsed = await self._start(user_id, thread_id, messages)
+        key, parsed = await self._start(user_id, thread_id, messages)
         self._refuse_stopping(user_id)
         gate = ReplyGate()
         task = asyncio.create_task(
-            self._invoke_run(user_id, thread_id, parsed, config, knobs, gate, on_token),
-            name=f"turn:{thread_id}",
+            self._invoke_run(user_id, key, parsed, config, knobs, gate, on_token),
+            name=f"turn:{key}",
         )
         self._background.add(task)
         task.add_done_callback(self._background.discard)
@@ -467,19 +473,19 @@ class TurnRunner:
         one: the thread keeps no trace of its question. Closed after the reply, the memory
         work stops too and is finished by the thread's next turn (the run stays marked).
         """
-        parsed = await self._start(user_id, thread_id, messages)
+        key, parsed = await self._start(user_id, thread_id, messages)
         self._refuse_stopping(user_id)
         wanted = set(stream_mode) if isinstance(stream_mode, list) else {stream_mode}
         queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue(maxsize=1)
 
         async def produce() -> None:
-            run = self._run(user_id, thread_id, parsed, config, knobs, stream_mode)
+            run = self._run(user_id, key, parsed, config, knobs, stream_mode)
             async with aclosing(run):  # a cut closes the turn here, in its own task
                 async for mode, chunk in run:
                     if mode in wanted:
                         await queue.put((mode, chunk))
 
-        task = asyncio.create_task(produce(), name=f"stream:{thread_id}")
+        task = asyncio.create_task(produce(), name=f"stream:{key}")
         self._track(user_id, task)
         try:
             while True:

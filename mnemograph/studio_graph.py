@@ -62,7 +62,9 @@ def on_services(name: str, node: Node, holder: ProcessServices, *, claim: bool) 
         user_id = run_user(services, configurable)
         thread_id = configurable.get("thread_id")
         if claim and thread_id is not None and services.threads is not None:
-            await services.threads.claim(user_id, str(thread_id))  # a foreign thread: 404
+            # The platform writes this thread's checkpoints under its own (server-issued,
+            # unguessable) id: that id is the storage key. A foreign thread: 404.
+            await services.threads.claim(user_id, str(thread_id), key=str(thread_id))
         ctx = runtime.context or Context()
         ctx = replace(ctx, user_id=user_id, services=services)
         return await node(state, runtime.override(context=ctx))

@@ -19,15 +19,17 @@ from stores.postgres.threads import ThreadInfo
 
 Graph = CompiledStateGraph[Any, Any, Any, Any]
 
+
 def state_graph(services: Services) -> Graph:
     """The compiled graph over ``services``' checkpointer and store (``Services.state_graph``:
     built once per ``Services`` and shared with its turn runner)."""
     return services.state_graph()
 
 
-async def thread_values(services: Services, thread_id: str) -> dict[str, Any]:
-    """The thread's current state values (``{}`` for a thread with no checkpoint yet)."""
-    snapshot = await state_graph(services).aget_state({"configurable": {"thread_id": thread_id}})
+async def thread_values(services: Services, key: str) -> dict[str, Any]:
+    """The current state values of the thread stored under ``key`` (``ThreadInfo.key``;
+    ``{}`` for a thread with no checkpoint yet)."""
+    snapshot = await state_graph(services).aget_state({"configurable": {"thread_id": key}})
     return dict(snapshot.values or {})
 
 
@@ -60,7 +62,7 @@ async def read_thread(
     services: Services, info: ThreadInfo, *, omit: Collection[str] = ()
 ) -> dict[str, Any]:
     """:func:`thread_json` of the thread's current state."""
-    return thread_json(info, await thread_values(services, info.thread_id), omit=omit)
+    return thread_json(info, await thread_values(services, info.key), omit=omit)
 
 
 __all__ = ["read_thread", "state_graph", "thread_json", "thread_values"]

@@ -24,3 +24,15 @@ def check_id(kind: str, value: str) -> str:
             "starting with a letter or digit"
         )
     return value
+
+
+def thread_key(user_id: str, thread_id: str) -> str:
+    """The storage key of ``user_id``'s thread ``thread_id``: what checkpoints, locks, run
+    marks and tombstones are keyed by.
+
+    Thread ids are chosen by clients and are per user: two users who pick the same id get
+    two threads, and nobody can learn whether another user's id exists. The separator is
+    outside the id alphabet, so a key names exactly one (user, thread) pair and never
+    equals a plain id (threads stored before ids were per user keep their plain id as key).
+    """
+    return f"{user_id}/{thread_id}"

@@ -145,9 +145,7 @@ def threads(user: UserOpt) -> None:
 
 def history(
     thread: ThreadOpt,
-    user: Annotated[
-        str | None, typer.Option("--user", "-u", help="Only show it if this user owns it.")
-    ] = None,
+    user: UserOpt,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Print a thread's messages and its rolling summary."""
@@ -158,7 +156,7 @@ def history(
         from mnemograph.threads_view import read_thread
 
         async with open_services(with_graph=False) as services:
-            owner = None if user is None else await services.user_registry().resolve(user)
+            owner = await services.user_registry().resolve(user)  # thread ids are per user
             info = await services.thread_registry().get(thread, owner)
             doc = await read_thread(services, info, omit=("title", "created_at", "updated_at"))
         messages: list[dict[str, Any]] = doc["messages"]

@@ -313,8 +313,9 @@ async def recall(services: Services, user_id: str, query: str) -> RecallResult:
 
 
 async def chat(runner: TurnRunner, user_id: str, thread_id: str, message: str) -> ChatResult:
-    """One turn in a thread the user owns (created on first use; another user's thread is not
-    found), through the runner every door uses: same lock, same memory work after the reply."""
+    """One turn in one of the user's threads (created on first use; ids are per user, so
+    another user's id is simply a new thread), through the runner every door uses: same
+    lock, same memory work after the reply."""
     check_id("thread id", thread_id)
     text = _user_text(message)
     values = await runner.invoke(

@@ -472,7 +472,25 @@ def _v2_final_deletion(target: Target) -> list[Step]:
     return list(TOMBSTONE_DDL)
 
 
-MIGRATIONS: tuple[Migration, ...] = (_v1_schema, _v2_final_deletion)
+# ========================================================== version 3: thread ids per user
+# A thread's id is chosen by its owner and means nothing to anyone else: ``name`` is the id
+# the owner uses, unique per user, and ``thread_id`` stays the storage key that checkpoints,
+# locks, run marks and tombstones use (``stores.ids.thread_key``: ``<user>/<name>``). Rows
+# stored before keep their plain id as both, so nothing stored has to move.
+THREAD_NAMES_DDL: tuple[str, ...] = (
+    "ALTER TABLE mnemo_threads ADD COLUMN IF NOT EXISTS name text",
+    "UPDATE mnemo_threads SET name = thread_id WHERE name IS NULL",
+    "ALTER TABLE mnemo_threads ALTER COLUMN name SET NOT NULL",
+    "CREATE UNIQUE INDEX IF NOT EXISTS mnemo_threads_user_name ON mnemo_threads (user_id, name)",
+)
+
+
+def _v3_thread_names(target: Target) -> list[Step]:
+    """Thread ids per user: the owner's id for a thread, beside its storage key."""
+    return list(THREAD_NAMES_DDL)
+
+
+MIGRATIONS: tuple[Migration, ...] = (_v1_schema, _v2_final_deletion, _v3_thread_names)
 """Mnemograph's migrations in order; version ``n`` is ``MIGRATIONS[n - 1]``. Append only."""
 
 SCHEMA_VERSION = len(MIGRATIONS)

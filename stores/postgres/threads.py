@@ -1,5 +1,8 @@
 """Who owns which thread. Checkpoints carry no owner, so this table is the ownership check
-that every CLI command and HTTP route goes through before touching a thread."""
+that every CLI command and HTTP route goes through before touching a thread.
+
+Thread ids are per user: a thread is found by (owner, id), and everything stored for it is
+keyed by its storage key (:attr:`ThreadInfo.key`), which every door takes from here."""
 
 from __future__ import annotations
 
@@ -13,66 +16,86 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from stores.errors import NotFound
-from stores.ids import check_id
-from stores.postgres.migrations import GONE_SQLSTATE, GONE_THREAD_LOCK, THREADS_DDL, create_tables
+from stores.ids import check_id, thread_key
+from stores.postgres.migrations import (
+    GONE_SQLSTATE,
+    GONE_THREAD_LOCK,
+    THREAD_NAMES_DDL,
+    THREADS_DDL,
+    create_tables,
+)
+
+_COLUMNS = "name AS thread_id, user_id, title, created_at, updated_at, thread_id AS key"
+"""A row as :class:`ThreadInfo`: the owner's id for the thread, and its storage key."""
 
 
 @dataclass(frozen=True)
 class ThreadInfo:
-    """A thread as its owner sees it in listings."""
+    """A thread as its owner sees it in listings, with the key its state is stored under."""
 
     thread_id: str
     user_id: str
     title: str
     created_at: datetime
     updated_at: datetime
+    key: str
+    """The storage key: the ``thread_id`` of its checkpoints, locks and run marks."""
 
 
 class ThreadRegistry:
-    """Thread ownership in Postgres. A thread owned by someone else is reported as not found,
-    so probing ids tells an attacker nothing."""
+    """Thread ownership in Postgres. Ids are per user: the same id chosen by two users is two
+    threads, so an id tells nobody whether another user uses it."""
 
     def __init__(self, pool: AsyncConnectionPool[Any]) -> None:
         self._pool = pool
 
     async def setup(self) -> None:
         """Create the registry's table alone (tests, tools); hosts run ``migrate``."""
-        await create_tables(self._pool, THREADS_DDL)
+        await create_tables(self._pool, (*THREADS_DDL, *THREAD_NAMES_DDL))
 
-    async def claim(self, user_id: str, thread_id: str, title: str = "") -> ThreadInfo:
-        """Create the thread for ``user_id`` or confirm they own it; foreign threads 404."""
+    async def claim(
+        self, user_id: str, thread_id: str, title: str = "", *, key: str | None = None
+    ) -> ThreadInfo:
+        """Create ``user_id``'s thread ``thread_id`` or confirm it exists; return it.
+
+        ``key`` stores a new thread under a key chosen elsewhere (LangGraph Studio's
+        server-issued thread ids, whose checkpoints the platform writes under that id);
+        by default it is :func:`~stores.ids.thread_key`. A key already taken by another
+        thread (possible only with ``key``) is reported as not found.
+        """
         check_id("user id", user_id)
         check_id("thread id", thread_id)
+        stored = key if key is not None else thread_key(user_id, thread_id)
         try:
             async with self._pool.connection() as conn:
                 cur = await conn.execute(
-                    """
-                    INSERT INTO mnemo_threads (thread_id, user_id, title) VALUES (%s, %s, %s)
-                    ON CONFLICT (thread_id) DO UPDATE SET updated_at = now()
-                        WHERE mnemo_threads.user_id = EXCLUDED.user_id
-                    RETURNING thread_id, user_id, title, created_at, updated_at
+                    f"""
+                    INSERT INTO mnemo_threads (thread_id, user_id, name, title)
+                    VALUES (%s, %s, %s, %s)
+                    ON CONFLICT (user_id, name) DO UPDATE SET updated_at = now()
+                    RETURNING {_COLUMNS}
                     """,
-                    (thread_id, user_id, title[:200]),
+                    (stored, user_id, thread_id, title[:200]),
                 )
                 row = await cur.fetchone()
-        except psycopg.Error as exc:  # the user, or the thread's earlier owner, was deleted
-            if exc.sqlstate == GONE_SQLSTATE:  # told apart from a foreign thread by nobody
+        except psycopg.errors.UniqueViolation:  # ``key`` names another user's thread
+            raise NotFound(f"thread {thread_id!r} not found") from None
+        except psycopg.Error as exc:  # the user was deleted (or the key's thread was)
+            if exc.sqlstate == GONE_SQLSTATE:
                 raise NotFound(f"thread {thread_id!r} not found") from None
             raise
-        if row is None:
+        if row is None or (key is not None and row["key"] != key):
             raise NotFound(f"thread {thread_id!r} not found")
         return ThreadInfo(**row)
 
-    async def get(self, thread_id: str, user_id: str | None = None) -> ThreadInfo:
-        """Look a thread up; with ``user_id`` given, only the owner finds it."""
+    async def get(self, thread_id: str, user_id: str) -> ThreadInfo:
+        """``user_id``'s thread ``thread_id``; anyone else's id is simply not found."""
         check_id("thread id", thread_id)
-        if user_id is not None:
-            check_id("user id", user_id)
+        check_id("user id", user_id)
         async with self._pool.connection() as conn:
             cur = await conn.execute(
-                "SELECT thread_id, user_id, title, created_at, updated_at FROM mnemo_threads "
-                "WHERE thread_id = %s AND (%s::text IS NULL OR user_id = %s)",
-                (thread_id, user_id, user_id),
+                f"SELECT {_COLUMNS} FROM mnemo_threads WHERE user_id = %s AND name = %s",
+                (user_id, thread_id),
             )
             row = await cur.fetchone()
         if row is None:
@@ -84,15 +107,15 @@ class ThreadRegistry:
         check_id("user id", user_id)
         async with self._pool.connection() as conn:
             cur = await conn.execute(
-                "SELECT thread_id, user_id, title, created_at, updated_at FROM mnemo_threads "
-                "WHERE user_id = %s ORDER BY updated_at DESC, thread_id LIMIT %s OFFSET %s",
+                f"SELECT {_COLUMNS} FROM mnemo_threads "
+                "WHERE user_id = %s ORDER BY updated_at DESC, name LIMIT %s OFFSET %s",
                 (user_id, limit, offset),
             )
             rows = await cur.fetchall()
         return [ThreadInfo(**r) for r in rows]
 
     async def tombstone_user_threads(self, user_id: str) -> builtins.list[str]:
-        """Record every thread of ``user_id`` as deleted and return their ids.
+        """Record every thread of ``user_id`` as deleted and return their storage keys.
 
         From the commit on, no checkpoint can be written on them and nobody can claim their
         ids again (migration 2). Call it after the user's own tombstone, so the list is
@@ -119,6 +142,8 @@ class ThreadRegistry:
 
     async def begin_run(self, thread_id: str, context: dict[str, Any]) -> dict[str, Any] | None:
         """Mark a run as started; return the context of an unfinished earlier run, if any.
+
+        ``thread_id`` here, in :meth:`end_run` and from :meth:`unfinished` is a storage key.
 
         Called with the thread lock held, so an earlier mark can only be a run that died.
         """
@@ -148,7 +173,7 @@ class ThreadRegistry:
             )
 
     async def unfinished(self, limit: int = 1000) -> builtins.list[tuple[str, str]]:
-        """(thread_id, user_id) of runs that started and never finished, oldest first."""
+        """(storage key, user_id) of runs that started and never finished, oldest first."""
         async with self._pool.connection() as conn:
             cur = await conn.execute(
                 "SELECT thread_id, user_id FROM mnemo_threads WHERE pending_since IS NOT NULL "
@@ -162,6 +187,6 @@ class ThreadRegistry:
         await self.get(thread_id, user_id)
         async with self._pool.connection() as conn:
             await conn.execute(
-                "DELETE FROM mnemo_threads WHERE thread_id = %s AND user_id = %s",
+                "DELETE FROM mnemo_threads WHERE name = %s AND user_id = %s",
                 (thread_id, user_id),
             )

@@ -40,26 +40,36 @@ def test_chat_once_threads_and_history(pg_url: str, data_dir: Path, uid: str, ti
     assert "echo: hello there" in res.stdout
     listed = mg("threads", "--user", uid, env=env)
     assert tid in listed.stdout
-    hist = mg("history", "--thread", tid, "--json", env=env)
+    hist = mg("history", "--user", uid, "--thread", tid, "--json", env=env)
     doc = json.loads(hist.stdout)
     assert [m["type"] for m in doc["messages"]] == ["human", "ai"]
     assert doc["user_id"] == uid
-    plain = mg("history", "--thread", tid, env=env)
+    plain = mg("history", "--user", uid, "--thread", tid, env=env)
     assert "hello there" in plain.stdout
 
 
 def test_unknown_thread(pg_url: str, data_dir: Path) -> None:
-    res = mg("history", "--thread", "no-such-thread", env=cli_env(pg_url, data_dir))
-    assert_one_error_line(res, "not found")
-
-
-def test_foreign_thread_is_not_found(pg_url: str, data_dir: Path, uid: str, tid: str) -> None:
     env = cli_env(pg_url, data_dir)
-    assert mg("chat", "--user", uid, "--thread", tid, "-m", "mine", env=env).returncode == 0
-    res = mg("chat", "--user", "intruder", "--thread", tid, "-m", "let me in", env=env)
+    res = mg("history", "--user", "u", "--thread", "no-such-thread", env=env)
     assert_one_error_line(res, "not found")
+
+
+def test_thread_ids_are_per_user(pg_url: str, data_dir: Path, uid: str, tid: str) -> None:
+    """Another user's thread id is a thread of one's own: it neither fails nor shows theirs."""
+    env = cli_env(pg_url, data_dir)
     res = mg("history", "--user", "intruder", "--thread", tid, env=env)
-    assert_one_error_line(res, "not found")
+    assert_one_error_line(res, "not found")  # before: as free as any id
+    assert mg("chat", "--user", uid, "--thread", tid, "-m", "mine", env=env).returncode == 0
+    res = mg("history", "--user", "intruder", "--thread", tid, env=env)
+    assert_one_error_line(res, "not found")  # after: still nothing to see
+    res = mg("chat", "--user", "intruder", "--thread", tid, "-m", "let me in", env=env)
+    assert res.returncode == 0, res.stderr
+    theirs = json.loads(
+        mg("history", "--user", "intruder", "--thread", tid, "--json", env=env).stdout
+    )
+    assert [m["content"] for m in theirs["messages"]] == ["let me in", "echo: let me in"]
+    mine = json.loads(mg("history", "--user", uid, "--thread", tid, "--json", env=env).stdout)
+    assert [m["content"] for m in mine["messages"]] == ["mine", "echo: mine"]
 
 
 @pytest.mark.parametrize("bad", ["../etc", "a b", "x;DROP TABLE", "", "a" * 200, "é"])

@@ -17,6 +17,7 @@ import pytest
 
 from mnemograph.runner import TurnRunner
 from mnemograph.services import Services
+from stores.ids import thread_key
 from tests.conftest import cli_env
 from tests.openai_stub import openai_stub
 
@@ -133,7 +134,7 @@ def test_sigkill_mid_turn_loses_no_acknowledged_turn(
     # Nothing is left owed: the run cut short was finished, so its pending mark is gone.
     with psycopg.connect(pg_url) as conn:
         row = conn.execute(
-            "SELECT pending_since FROM mnemo_threads WHERE thread_id = %s", (thread,)
+            "SELECT pending_since FROM mnemo_threads WHERE name = %s", (thread,)
         ).fetchone()
     assert row is not None and row[0] is None
 
@@ -148,7 +149,7 @@ async def test_model_failure_before_reply_leaves_no_half_turn(
     runner = TurnRunner(services)
     await runner.invoke(uid, tid, [{"type": "human", "content": "before the outage"}])
     await runner.drain()
-    before = (await runner.graph.aget_state(runner.config(tid))).values["messages"]
+    before = (await runner.graph.aget_state(runner.config(thread_key(uid, tid)))).values["messages"]
     with openai_stub([]) as stub:  # no scripted reply: the stub answers with an error
         settings = Settings(
             model="stub",
@@ -160,7 +161,7 @@ async def test_model_failure_before_reply_leaves_no_half_turn(
         services.set_chat_model(build_chat_model(settings))
         with pytest.raises(Exception):  # noqa: B017 - any upstream error will do
             await runner.invoke(uid, tid, [{"type": "human", "content": "lost question"}])
-    after = (await runner.graph.aget_state(runner.config(tid))).values["messages"]
+    after = (await runner.graph.aget_state(runner.config(thread_key(uid, tid)))).values["messages"]
     assert [m.text for m in after] == [m.text for m in before]
     assert services.threads is not None
-    assert tid not in [t for t, _ in await services.threads.unfinished()]
+    assert thread_key(uid, tid) not in [t for t, _ in await services.threads.unfinished()]

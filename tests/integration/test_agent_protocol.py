@@ -113,29 +113,36 @@ async def test_sdk_threads_runs_stream_state_history(base: str, services: Servic
     await client.aclose()
 
 
-async def test_another_users_key_gets_404_on_every_thread_route(
+async def test_another_users_thread_id_is_a_thread_of_ones_own(
     base: str, services: Services
 ) -> None:
+    """Thread ids are per user: Bob finds nothing under Alice's id, exactly as under an id
+    nobody uses, and running on it makes a thread of his own; Alice's is never touched."""
     _alice, alice_key = await new_key(services)
     _bob, bob_key = await new_key(services)
     alice, bob = get_client(url=base, api_key=alice_key), get_client(url=base, api_key=bob_key)
     tid = (await alice.threads.create())["thread_id"]
     await alice.runs.wait(tid, "mnemograph", input=HI)
-    attempts: dict[str, Any] = {
-        "get": lambda: bob.threads.get(tid),
-        "state": lambda: bob.threads.get_state(tid),
-        "history": lambda: bob.threads.get_history(tid),
-        "update": lambda: bob.threads.update(tid, metadata={"x": 1}),
-        "delete": lambda: bob.threads.delete(tid),
-        "create": lambda: bob.threads.create(thread_id=tid),
-        "wait": lambda: bob.runs.wait(tid, "mnemograph", input=HI),
-        "wait-create": lambda: bob.runs.wait(tid, "mnemograph", input=HI, if_not_exists="create"),
-        "stream": lambda: collect(bob.runs.stream(tid, "mnemograph", input=HI)),
-    }
-    for name, attempt in attempts.items():
-        assert await status_of(attempt()) == 404, name
-    assert tid not in json.dumps(await bob.threads.search(limit=100))
+    free = str(uuid.uuid4())
+    for probe in (tid, free):
+        reads: dict[str, Any] = {
+            "get": bob.threads.get(probe),
+            "state": bob.threads.get_state(probe),
+            "history": bob.threads.get_history(probe),
+            "update": bob.threads.update(probe, metadata={"x": 1}),
+            "delete": bob.threads.delete(probe),
+            "wait": bob.runs.wait(probe, "mnemograph", input=HI),
+            "stream": collect(bob.runs.stream(probe, "mnemograph", input=HI)),
+        }
+        for name, attempt in reads.items():
+            assert await status_of(attempt) == 404, (name, probe == tid)
     assert await bob.threads.count() == 0
+    made = await bob.threads.create(thread_id=tid)
+    assert made["thread_id"] == tid and not made.get("values")
+    out: Any = await bob.runs.wait(tid, "mnemograph", input={
+        "messages": [{"role": "user", "content": "bob here"}]})  # fmt: skip
+    assert [m["content"] for m in out["messages"]] == ["bob here", "echo: bob here"]
+    assert [t["thread_id"] for t in await bob.threads.search(limit=100)] == [tid]
     state = await alice.threads.get_state(tid)  # untouched
     assert [m["content"] for m in state["values"]["messages"]] == [
         "I like green tea", "echo: I like green tea",

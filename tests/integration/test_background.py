@@ -11,6 +11,7 @@ from langchain_core.messages import BaseMessage, HumanMessage
 from graph.context import Context
 from mnemograph.runner import TurnRunner
 from mnemograph.services import Services
+from stores.ids import thread_key
 from stores.models.fake_llm import EchoChatModel
 from tests.fakes import ScriptedChatModel
 
@@ -36,7 +37,7 @@ async def die_after_reply(
     post-reply step, leaving the graph with work owed."""
     stream: Any = runner.graph.astream(
         {"messages": [HumanMessage(content=text)]},
-        runner.config(tid),
+        runner.config(thread_key(uid, tid)),
         context=Context(user_id=uid, services=services),
         stream_mode="tasks",
         durability="sync",
@@ -60,12 +61,12 @@ async def test_reply_returns_before_memory_work(services: Services, uid: str, ti
         assert services.memory is not None
         assert await services.memory.list(uid) == []  # extraction is still waiting
         assert services.threads is not None
-        assert [t for t, _ in await services.threads.unfinished()].count(tid) == 1
+        assert [t for t, _ in await services.threads.unfinished()].count(thread_key(uid, tid)) == 1
         gate.set()
         await runner.drain()
         items = await services.memory.list(uid)
         assert [i.text for i in items] == ["User keeps bees in Porto"]
-        assert tid not in [t for t, _ in await services.threads.unfinished()]
+        assert thread_key(uid, tid) not in [t for t, _ in await services.threads.unfinished()]
     finally:
         gate.set()
         services.set_chat_model(EchoChatModel())
@@ -81,10 +82,10 @@ async def test_unfinished_run_is_completed_after_a_crash(
     runner = TurnRunner(services)
     assert services.threads is not None
     await services.threads.claim(uid, tid)
-    await services.threads.begin_run(tid, {"strategy": "buffer"})
+    await services.threads.begin_run(thread_key(uid, tid), {"strategy": "buffer"})
     # Run the turn as the dead process did, and stop it where the reply was durable.
     await die_after_reply(runner, services, uid, tid, "grows tomatoes")
-    snapshot = await runner.graph.aget_state(runner.config(tid))
+    snapshot = await runner.graph.aget_state(runner.config(thread_key(uid, tid)))
     assert snapshot.next  # the graph knows work is owed
     assert snapshot.values["messages"][-1].text == "echo: grows tomatoes"
     assert services.memory is not None
@@ -92,10 +93,10 @@ async def test_unfinished_run_is_completed_after_a_crash(
 
     resumed = await runner.recover_all()
     assert resumed >= 1
-    snapshot = await runner.graph.aget_state(runner.config(tid))
+    snapshot = await runner.graph.aget_state(runner.config(thread_key(uid, tid)))
     assert not snapshot.next
     assert [i.text for i in await services.memory.list(uid)] == ["User grows tomatoes"]
-    assert tid not in [t for t, _ in await services.threads.unfinished()]
+    assert thread_key(uid, tid) not in [t for t, _ in await services.threads.unfinished()]
     services.set_chat_model(EchoChatModel())
 
 
@@ -106,14 +107,14 @@ async def test_next_turn_completes_owed_work_first(services: Services, uid: str,
     runner = TurnRunner(services)
     assert services.threads is not None
     await services.threads.claim(uid, tid)
-    await services.threads.begin_run(tid, {})
+    await services.threads.begin_run(thread_key(uid, tid), {})
     await die_after_reply(runner, services, uid, tid, "speaks Welsh")
     await runner.invoke(uid, tid, [{"type": "human", "content": "plays chess"}])
     await runner.drain()
     assert services.memory is not None
     texts = sorted(i.text for i in await services.memory.list(uid))
     assert texts == ["User plays chess", "User speaks Welsh"]
-    state = await runner.graph.aget_state(runner.config(tid))
+    state = await runner.graph.aget_state(runner.config(thread_key(uid, tid)))
     assert [m.text for m in state.values["messages"]] == [
         "speaks Welsh", "echo: speaks Welsh", "plays chess", "echo: plays chess",
     ]  # fmt: skip
@@ -154,14 +155,22 @@ async def test_reply_waits_for_its_checkpoint_to_commit(
     assert held, "the reply's checkpoint was never written"
     await asyncio.sleep(0.2)
     assert not turn.done()  # the reply exists in memory but is not durable yet
-    stored = await PooledPostgresSaver(conn=services.pool).aget_tuple(runner.config(tid))
+    stored = await PooledPostgresSaver(conn=services.pool).aget_tuple(
+        runner.config(thread_key(uid, tid))
+    )
     assert stored is None or stored.checkpoint["id"] != held[0]
     assert model.asked == []  # memory work waits for the reply's write, never competes
     gate.set()
     result = await asyncio.wait_for(turn, timeout=30)
     assert result["messages"][-1].text == "echo: hello there"
     stored = await PooledPostgresSaver(conn=services.pool).aget_tuple(
-        {"configurable": {"thread_id": tid, "checkpoint_ns": "", "checkpoint_id": held[0]}}
+        {
+            "configurable": {
+                "thread_id": thread_key(uid, tid),
+                "checkpoint_ns": "",
+                "checkpoint_id": held[0],
+            }
+        }
     )
     assert stored is not None  # committed before the caller heard back
     await runner.drain()

@@ -22,9 +22,11 @@ from openai import AsyncOpenAI
 
 from mnemograph.runner import TurnRunner
 from mnemograph.services import Services
+from stores.ids import thread_key
 from tests.fakes import ScriptedChatModel
 from tests.hang import hang_at
 from tests.servers import new_key, serve
+from tests.threads import stored_messages
 
 CUT = "HANG what was my question?"
 
@@ -42,11 +44,6 @@ async def _until(marker: Path) -> None:
             return
         await asyncio.sleep(0.05)
     raise AssertionError(f"the model was never called: {marker}")
-
-
-async def _stored(services: Services, thread_id: str) -> list[tuple[str, str]]:
-    state = await services.state_graph().aget_state({"configurable": {"thread_id": thread_id}})
-    return [(m.type, m.text) for m in (state.values or {}).get("messages", [])]
 
 
 async def _read_until(response: httpx.Response, mark: Path) -> None:
@@ -128,7 +125,7 @@ async def test_a_turn_cut_before_its_reply_leaves_no_trace(
 ) -> None:
     model = ScriptedChatModel(hang=hang_at("reply", tmp_path))
     services.set_chat_model(model)
-    _user, key = await new_key(services)
+    user, key = await new_key(services)
     tid = str(uuid.uuid4())
     headers = {"Authorization": f"Bearer {key}"}
     async with httpx.AsyncClient(base_url=base, headers=headers, timeout=30) as client:
@@ -142,14 +139,14 @@ async def test_a_turn_cut_before_its_reply_leaves_no_trace(
     assert said == ["I like green tea", "echo: I like green tea"], said
     asked = [[m.text for m in p if isinstance(m, HumanMessage)] for p in model.chats]
     assert asked[-1] == ["I like green tea"], asked  # the reply's prompt held no old question
-    assert await _stored(services, tid) == [
+    assert await stored_messages(services, user, tid) == [
         ("human", "I like green tea"), ("ai", "echo: I like green tea")]  # fmt: skip
-    config = {"configurable": {"thread_id": tid}}
+    config: Any = {"configurable": {"thread_id": thread_key(user, tid)}}
     for _ in range(600):  # the memory work of that turn goes on after its answer
         if not (await services.state_graph().aget_state(config)).next:
             break
         await asyncio.sleep(0.05)
-    assert await _stored(services, tid) == [
+    assert await stored_messages(services, user, tid) == [
         ("human", "I like green tea"), ("ai", "echo: I like green tea")]  # fmt: skip
 
 
@@ -173,8 +170,8 @@ async def test_a_cut_at_any_moment_before_the_reply_leaves_no_trace(
         await asyncio.sleep(ms / 1000)
         consuming.cancel()
         await asyncio.wait({consuming})
-        async with runner.hold(tid):  # the cut turn has let go: its rollback is done
-            if stored := await _stored(services, tid):
+        async with runner.hold(thread_key(uid, tid)):  # the cut turn let go: rolled back
+            if stored := await stored_messages(services, uid, tid):
                 kept.append((ms, stored))
     assert kept == []
 

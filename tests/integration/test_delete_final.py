@@ -27,6 +27,7 @@ from langchain_core.messages import BaseMessage, HumanMessage
 
 from mnemograph.services import Services
 from server import create_app
+from stores.ids import thread_key
 from stores.knowledge.arcadedb import EmbeddedGraphServer
 from tests.conftest import cli_env
 from tests.fakes import ScriptedChatModel, extraction_replies
@@ -111,16 +112,18 @@ async def assert_gone_for_good(
 ) -> None:  # fmt: skip
     left = await _leftovers(services, graph, user, [thread])
     assert not any(left.values()), left
-    # nobody can take the thread id over and read what was in it
+    # another user using the same thread id gets a new thread, with nothing of what was in it
     _other, headers = await new_user(services)
     res = await http.post("/threads", json={"thread_id": thread}, headers=headers)
-    assert res.status_code == 404, res.text
+    assert res.status_code == 200, res.text
     res = await http.post("/api/threads", json={"thread_id": thread}, headers=headers)
-    assert res.status_code == 404, res.text
+    assert res.status_code == 201, res.text
     res = await http.get(f"/threads/{thread}/state", headers=headers)
-    assert res.status_code == 404, res.text
+    assert res.status_code == 200 and not res.json()["values"].get("messages"), res.text
     res = await http.post("/agent/invoke", json=body(thread, "what was said?"), headers=headers)
-    assert res.status_code == 404, res.text
+    assert res.status_code == 200, res.text
+    said = [m["content"] for m in res.json()["output"]["messages"]]
+    assert said == ["what was said?", "echo: what was said?"], said
     left = await _leftovers(services, graph, user, [thread])
     assert not any(left.values()), left
 
@@ -271,7 +274,8 @@ async def test_late_writes_of_another_process_are_refused_by_the_database(
             assert services.memory is not None and services.checkpointer is not None
             with pytest.raises(psycopg.Error, match="was deleted"):
                 await services.memory.add(user, "The user owns a late boat")
-            config: Any = {"configurable": {"thread_id": thread, "checkpoint_ns": ""}}
+            config: Any = {"configurable": {"thread_id": thread_key(user, thread),
+                                            "checkpoint_ns": ""}}  # fmt: skip
             with pytest.raises(psycopg.Error, match="was deleted"):
                 await services.checkpointer.aput(config, empty_checkpoint(), {}, {})
             with pytest.raises(NotFound):

@@ -21,6 +21,7 @@ from pydantic import SecretStr
 from graph.builder import build_graph
 from mnemograph.runner import TurnRunner
 from mnemograph.services import Services, open_services
+from stores.ids import thread_key
 from stores.knowledge.arcadedb import free_port
 from stores.settings import Settings
 from tests.conftest import cli_env
@@ -81,23 +82,24 @@ async def test_encrypted_checkpoints_hold_no_plaintext(
     thread = f"enc-{uuid.uuid4().hex[:8]}"
     runner = await _turns(encrypted, uid, thread)
     # The thread reads back whole: messages and the (blob-stored) summary decrypt.
-    state = (await runner.graph.aget_state({"configurable": {"thread_id": thread}})).values
+    key = thread_key(uid, thread)
+    state = (await runner.graph.aget_state({"configurable": {"thread_id": key}})).values
     assert SECRET_WORDS[0] in state["summary"]
     assert state["messages"][-1].content.startswith(f"echo: my {SECRET_WORDS[0]} number 4")
-    raw = await _raw_text(encrypted, thread)
+    raw = await _raw_text(encrypted, key)
     for word in SECRET_WORDS:
         assert word not in raw
     assert "aes" in raw  # values carry the cipher tag
     # Without the key the same thread cannot be read (the stored bytes are ciphertext).
     plain_graph = build_graph(services.checkpointer, services.store)
     with pytest.raises(Exception):  # noqa: B017 - any deserialization failure will do
-        await plain_graph.aget_state({"configurable": {"thread_id": thread}})
+        await plain_graph.aget_state({"configurable": {"thread_id": key}})
 
     # Control: the unencrypted saver does store these words in the clear, so the probe above
     # would have found them.
     control = f"plain-{uuid.uuid4().hex[:8]}"
     await _turns(services, uid, control)
-    raw_plain = await _raw_text(services, control)
+    raw_plain = await _raw_text(services, thread_key(uid, control))
     assert all(word in raw_plain for word in SECRET_WORDS)
 
 

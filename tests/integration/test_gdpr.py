@@ -20,6 +20,7 @@ from neo4j import AsyncGraphDatabase
 
 from mnemograph.services import Services
 from server import create_app
+from stores.ids import thread_key
 from stores.knowledge.arcadedb import EmbeddedGraphServer
 from tests.conftest import cli_env
 from tests.fakes import ScriptedChatModel, extraction_replies
@@ -73,8 +74,9 @@ async def _populate(
 async def _leftovers(services: Services, graph: EmbeddedGraphServer, user: str,
                      threads: list[str]) -> dict[str, int]:  # fmt: skip
     """Rows per table (every table with a user_id, thread_id or prefix column) and graph
-    nodes/relations still tied to ``user`` or its threads."""
+    nodes/relations still tied to ``user`` or its threads (by id or by storage key)."""
     assert services.pool is not None
+    threads = [*threads, *(thread_key(user, t) for t in threads)]
     left: dict[str, int] = {}
     async with services.pool.connection() as conn:
         cur = await conn.execute(

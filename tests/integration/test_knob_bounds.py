@@ -38,7 +38,7 @@ def test_known_knobs_pass_and_unknown_keys_drop() -> None:
 async def test_langserve_refuses_a_huge_recall_k_before_the_thread_exists(
     services: Services,
 ) -> None:
-    _user, key = await new_key(services)
+    user, key = await new_key(services)
     tid = f"knob-{uuid.uuid4().hex[:8]}"
     async with serve(services) as url, httpx.AsyncClient(base_url=url, timeout=30) as http:
         res = await http.post(
@@ -50,7 +50,7 @@ async def test_langserve_refuses_a_huge_recall_k_before_the_thread_exists(
     assert res.status_code == 422, res.text
     assert "recall_k" in res.text
     with pytest.raises(NotFound):
-        await services.thread_registry().get(tid)
+        await services.thread_registry().get(tid, user)
 
 
 def test_cli_refuses_an_out_of_bounds_window(pg_url: str, tmp_path: Path) -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 
-import httpx
 import pytest
 from langserve import RemoteRunnable
 
@@ -25,9 +24,7 @@ def agent(base: str, key: str) -> RemoteRunnable:
     return RemoteRunnable(f"{base}/agent/", headers={"Authorization": f"Bearer {key}"})
 
 
-async def test_remote_runnable_invokes_and_streams_a_thread(
-    base: str, services: Services
-) -> None:
+async def test_remote_runnable_invokes_and_streams_a_thread(base: str, services: Services) -> None:
     user, key = await new_key(services)
     thread = f"ls-{uuid.uuid4().hex[:8]}"
     config = {"configurable": {"thread_id": thread}}
@@ -44,13 +41,13 @@ async def test_remote_runnable_invokes_and_streams_a_thread(
     assert chunks, "the stream sent nothing"
     info = await services.thread_registry().get(thread, user)
     assert info.user_id == user
-    values = await services.state_graph().aget_state({"configurable": {"thread_id": thread}})
+    values = await services.state_graph().aget_state({"configurable": {"thread_id": info.key}})
     said = [m.text for m in values.values["messages"] if m.type == "human"]
     assert said == ["My cat is called Miso", "What is my cat called?"]
 
+    # Thread ids are per user: another key with the same config talks in a thread of its own.
     _, other = await new_key(services)
-    with pytest.raises(httpx.HTTPStatusError) as refused:
-        await agent(base, other).ainvoke(
-            {"messages": [{"type": "human", "content": "hi"}]}, config
-        )
-    assert refused.value.response.status_code == 404
+    theirs = await agent(base, other).ainvoke(
+        {"messages": [{"type": "human", "content": "hi"}]}, config
+    )
+    assert [m.text for m in theirs["messages"]] == ["hi", "echo: hi"]

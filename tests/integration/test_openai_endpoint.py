@@ -17,11 +17,11 @@ import pytest
 from openai import AsyncOpenAI, OpenAI
 
 from mnemograph.services import Services
-from mnemograph.threads_view import state_graph
 from mnemograph.web.routes.openai_compat.wire import default_thread
 from tests.conftest import cli_env
 from tests.fakes import ScriptedChatModel
 from tests.servers import new_key, serve, serve_process
+from tests.threads import stored_messages
 
 
 @pytest.fixture(scope="module")
@@ -38,15 +38,8 @@ def bot_msg(text: str) -> dict[str, str]:
     return {"role": "assistant", "content": text}
 
 
-async def stored(services: Services, thread_id: str) -> list[tuple[str, str]]:
-    """The thread's messages as the agent keeps them."""
-    graph = state_graph(services)
-    state = await graph.aget_state({"configurable": {"thread_id": thread_id}})
-    return [(m.type, m.text) for m in state.values.get("messages", [])]
-
-
 async def test_sync_and_async_clients_stream_and_not(base: str, services: Services) -> None:
-    _user, key = await new_key(services)
+    user, key = await new_key(services)
     tid = f"oai-{uuid.uuid4().hex[:8]}"
     sync = OpenAI(base_url=f"{base}/v1", api_key=key, max_retries=0)
     # The sync client blocks its thread; the server shares this test's event loop.
@@ -94,7 +87,7 @@ async def test_sync_and_async_clients_stream_and_not(base: str, services: Servic
     assert text == "echo: thanks"
 
     # Four turns, each stored once, in order; the system message was not planted.
-    assert await stored(services, tid) == [
+    assert await stored_messages(services, user, tid) == [
         ("human", "I like green tea"), ("ai", "echo: I like green tea"),
         ("human", "and oolong"), ("ai", "echo: and oolong"),
         ("human", "what do I drink?"), ("ai", "echo: what do I drink?"),
@@ -103,14 +96,14 @@ async def test_sync_and_async_clients_stream_and_not(base: str, services: Servic
 
 
 async def test_a_history_that_contradicts_the_thread_is_409(base: str, services: Services) -> None:
-    _user, key = await new_key(services)
+    user, key = await new_key(services)
     tid = f"oai-{uuid.uuid4().hex[:8]}"
     client = AsyncOpenAI(base_url=f"{base}/v1", api_key=key, max_retries=0)
     headers = {"X-Thread-Id": tid}
     await client.chat.completions.create(
         model="mnemograph", messages=[user_msg("my name is Ada")], extra_headers=headers
     )
-    before = await stored(services, tid)
+    before = await stored_messages(services, user, tid)
     edited = [user_msg("my name is Ada"), bot_msg("Hello Grace!"), user_msg("who am I?")]
     for stream in (False, True):
         with pytest.raises(openai.ConflictError) as caught:
@@ -125,7 +118,7 @@ async def test_a_history_that_contradicts_the_thread_is_409(base: str, services:
         await client.chat.completions.create(
             model="mnemograph", messages=edited, extra_headers={"X-Thread-Id": f"{tid}-new"}
         )
-    assert await stored(services, tid) == before
+    assert await stored_messages(services, user, tid) == before
 
 
 async def test_two_users_get_their_own_default_threads(base: str, services: Services) -> None:
@@ -136,18 +129,21 @@ async def test_two_users_get_their_own_default_threads(base: str, services: Serv
     await ada_client.chat.completions.create(model="mnemograph", messages=[user_msg("ada here")])
     await bob_client.chat.completions.create(model="mnemograph", messages=[user_msg("bob here")])
     assert default_thread(ada) != default_thread(bob)
-    assert await stored(services, default_thread(ada)) == [
+    assert await stored_messages(services, ada, default_thread(ada)) == [
         ("human", "ada here"), ("ai", "echo: ada here")]  # fmt: skip
-    assert await stored(services, default_thread(bob)) == [
+    assert await stored_messages(services, bob, default_thread(bob)) == [
         ("human", "bob here"), ("ai", "echo: bob here")]  # fmt: skip
-    # Bob cannot talk into Ada's thread, streamed or not.
+    # Thread ids are per user: Ada's id, used by Bob, is a thread of his own, streamed or not.
     for stream in (False, True):
-        with pytest.raises(openai.NotFoundError):
-            await bob_client.chat.completions.create(
-                model="mnemograph", messages=[user_msg("hi")], stream=stream,
-                extra_headers={"X-Thread-Id": default_thread(ada)},
-            )  # fmt: skip
-    assert len(await stored(services, default_thread(ada))) == 2
+        said = await bob_client.chat.completions.create(
+            model="mnemograph", messages=[user_msg(f"bob {stream}")], stream=stream,
+            extra_headers={"X-Thread-Id": default_thread(ada)},
+        )  # fmt: skip
+        if stream:
+            assert [p async for p in said]  # type: ignore[union-attr]
+    assert len(await stored_messages(services, ada, default_thread(ada))) == 2
+    assert [t for _, t in await stored_messages(services, bob, default_thread(ada))] == [
+        "bob False", "echo: bob False", "bob True", "echo: bob True"]  # fmt: skip
 
 
 async def test_errors_come_in_openais_shape(base: str, services: Services) -> None:
@@ -178,7 +174,7 @@ async def test_errors_come_in_openais_shape(base: str, services: Services) -> No
 async def test_a_thread_resumes_on_a_restarted_server(
     services: Services, pg_url: str, tmp_path: Path
 ) -> None:
-    _user, key = await new_key(services)
+    user, key = await new_key(services)
     tid = f"oai-{uuid.uuid4().hex[:8]}"
     history = [user_msg("remember the code word: heron")]
     async with serve_process(cli_env(pg_url, tmp_path / "data"), tmp_path / "serve.log") as url:
@@ -195,7 +191,7 @@ async def test_a_thread_resumes_on_a_restarted_server(
         )
         text = "".join([p.choices[0].delta.content or "" async for p in stream if p.choices])
     assert text == "echo: what was the code word?"
-    assert [t for _, t in await stored(services, tid)] == [
+    assert [t for _, t in await stored_messages(services, user, tid)] == [
         "remember the code word: heron", "echo: remember the code word: heron",
         "what was the code word?", "echo: what was the code word?",
     ]  # fmt: skip
@@ -204,13 +200,13 @@ async def test_a_thread_resumes_on_a_restarted_server(
 async def test_a_model_outage_is_an_error_and_the_thread_is_untouched(
     base: str, services: Services
 ) -> None:
-    _user, key = await new_key(services)
+    user, key = await new_key(services)
     tid = f"oai-{uuid.uuid4().hex[:8]}"
     client = AsyncOpenAI(base_url=f"{base}/v1", api_key=key, max_retries=0)
     await client.chat.completions.create(
         model="mnemograph", messages=[user_msg("hello")], extra_headers={"X-Thread-Id": tid}
     )
-    before = await stored(services, tid)
+    before = await stored_messages(services, user, tid)
     down = httpx.Request("POST", "http://llm.invalid/v1/chat/completions")
     services.set_chat_model(
         ScriptedChatModel(replies=lambda _m: openai.APIConnectionError(request=down))
@@ -223,4 +219,4 @@ async def test_a_model_outage_is_an_error_and_the_thread_is_untouched(
             )  # fmt: skip
         assert caught.value.status_code == 503
         assert "unreachable" in caught.value.message
-    assert await stored(services, tid) == before
+    assert await stored_messages(services, user, tid) == before

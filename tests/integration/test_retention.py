@@ -19,6 +19,7 @@ from mnemograph.retention import parse_age, prune
 from mnemograph.runner import TurnRunner
 from mnemograph.services import Services
 from stores.errors import InvalidInput
+from stores.ids import thread_key
 from tests.conftest import cli_env
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -26,6 +27,7 @@ KNOBS = {"strategy": "summary_buffer", "summary_trigger_tokens": 60, "buffer_tok
 
 
 async def _count(services: Services, table: str, thread: str) -> int:
+    """Rows of ``table`` for the thread stored under key ``thread``."""
     assert services.pool is not None
     async with services.pool.connection() as conn:
         cur = await conn.execute(
@@ -78,40 +80,42 @@ async def test_prune_keeps_state_identical(services: Services, uid: str) -> None
         await runner.invoke(uid, long_, [{"type": "human", "content": f"fact {i} on kiwis"}],
                             **KNOBS)  # fmt: skip
     await _drain(runner)
-    before = {t: await _state(runner, t) for t in (short, long_)}
-    rows_before = await _count(services, "checkpoints", long_)
-    blobs_before = await _count(services, "checkpoint_blobs", long_)
-    writes_before = await _count(services, "checkpoint_writes", long_)
+    before = {t: await _state(runner, thread_key(uid, t)) for t in (short, long_)}
+    rows_before = await _count(services, "checkpoints", thread_key(uid, long_))
+    blobs_before = await _count(services, "checkpoint_blobs", thread_key(uid, long_))
+    writes_before = await _count(services, "checkpoint_writes", thread_key(uid, long_))
 
     # Nothing is old yet: a 30-day prune removes nothing.
     report = await prune(services, timedelta(days=30))
     assert report.checkpoints == 0
-    assert await _count(services, "checkpoints", long_) == rows_before
+    assert await _count(services, "checkpoints", thread_key(uid, long_)) == rows_before
 
     report = await prune(services, timedelta(0))
     print("prune:", report.counts())
     assert report.checkpoints > 0 and report.writes > 0
-    after_rows = await _count(services, "checkpoints", long_)
+    after_rows = await _count(services, "checkpoints", thread_key(uid, long_))
     assert 1 <= after_rows < rows_before
-    assert await _count(services, "checkpoint_writes", long_) < writes_before
-    assert await _count(services, "checkpoint_blobs", long_) <= blobs_before
-    assert await _count(services, "checkpoints", short) >= 1
+    assert await _count(services, "checkpoint_writes", thread_key(uid, long_)) < writes_before
+    assert await _count(services, "checkpoint_blobs", thread_key(uid, long_)) <= blobs_before
+    assert await _count(services, "checkpoints", thread_key(uid, short)) >= 1
     for thread, state in before.items():
-        assert await _state(runner, thread) == state, thread  # identical after pruning
+        assert await _state(runner, thread_key(uid, thread)) == state, (
+            thread
+        )  # identical after pruning
 
     # The pruned thread carries on normally and its history is intact.
     await runner.invoke(uid, long_, [{"type": "human", "content": "still remember kiwis?"}],
                         **KNOBS)  # fmt: skip
     await _drain(runner)
-    state = await _state(runner, long_)
+    state = await _state(runner, thread_key(uid, long_))
     assert state["messages"][: len(before[long_]["messages"])] == before[long_]["messages"] or (
         state["turn"] == before[long_]["turn"] + 1
     )
     assert state["messages"][-1][2] == "echo: still remember kiwis?"
     # A second prune right away is harmless and the state still matches.
-    again = await _state(runner, long_)
+    again = await _state(runner, thread_key(uid, long_))
     await prune(services, timedelta(0))
-    assert await _state(runner, long_) == again
+    assert await _state(runner, thread_key(uid, long_)) == again
 
 
 async def test_prune_while_serving(services: Services, uid: str) -> None:
@@ -133,7 +137,7 @@ async def test_prune_while_serving(services: Services, uid: str) -> None:
     await _drain(runner)
     assert isinstance(results[-1], int)
     for thread in threads:
-        state = await _state(runner, thread)
+        state = await _state(runner, thread_key(uid, thread))
         assert [m[2] for m in state["messages"] if m[1] == "human"] == [
             f"turn {i}" for i in range(6)
         ]

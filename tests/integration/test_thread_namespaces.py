@@ -1,11 +1,6 @@
 """Thread ids per user (issue 16 item 5): two users who pick the same thread id get two
 threads on every door, each seeing only their own messages, and probing another user's id
 answers exactly as a free id does, so ids can neither be probed nor squatted.
-
-Not done yet: thread ids are still global (``mnemo_threads`` is keyed by ``thread_id``, and
-the checkpointer, locks, run marks and tombstones use the id itself), so another user's id
-answers 404 where a free one answers 201. The test is marked ``xfail(strict=True)``: it
-fails today, and the marker must go when the namespacing lands.
 """
 
 from __future__ import annotations
@@ -60,7 +55,6 @@ async def _openai(base: str, key: str, tid: str, text: str) -> str:
     return out.choices[0].message.content or ""
 
 
-@pytest.mark.xfail(strict=True, reason="issue 16 item 5: thread ids are still global")
 async def test_the_same_thread_id_is_two_threads_on_every_door(
     base: str, services: Services
 ) -> None:

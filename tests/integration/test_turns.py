@@ -10,6 +10,7 @@ from langgraph.channels import DeltaChannel
 from graph.builder import build_graph
 from graph.context import Context
 from mnemograph.services import Services
+from stores.ids import thread_key
 from tests.fakes import ScriptedChatModel, numbered_replies, recording_model
 
 
@@ -158,9 +159,11 @@ async def test_next_turn_starts_from_the_remembered_messages(
         await runner.drain()
     assert reads == []  # turns 2-4 started from memory (turn 1 had no history)
 
-    cached = await runner.graph.aget_state(runner.config(tid))
+    cached = await runner.graph.aget_state(runner.config(thread_key(uid, tid)))
     fresh_saver = PooledPostgresSaver(conn=services.pool)  # no memory: replays from Postgres
-    fresh = await build_graph(fresh_saver, services.store).aget_state(runner.config(tid))
+    fresh = await build_graph(fresh_saver, services.store).aget_state(
+        runner.config(thread_key(uid, tid))
+    )
     assert reads  # the fresh saver did read
     texts = [m.text for m in fresh.values["messages"]]
     assert [m.text for m in cached.values["messages"]] == texts
@@ -169,17 +172,19 @@ async def test_next_turn_starts_from_the_remembered_messages(
     # A state update makes a newer checkpoint the cache never saw: read from Postgres.
     reads.clear()
     await runner.graph.aupdate_state(
-        runner.config(tid),
+        runner.config(thread_key(uid, tid)),
         {"messages": [HumanMessage(content="edited in", id="x1")]},
         as_node="write_memory",
     )
     await runner.invoke(uid, tid, [{"type": "human", "content": "note 4"}], **ctx)
     await runner.drain()
     assert len(reads) == 1
-    state = await build_graph(fresh_saver, services.store).aget_state(runner.config(tid))
+    state = await build_graph(fresh_saver, services.store).aget_state(
+        runner.config(thread_key(uid, tid))
+    )
     texts = [m.text for m in state.values["messages"]]
     assert texts[-3:] == ["edited in", "note 4", "echo: note 4"] and len(texts) == 11
 
     # Deleting the thread drops what the process held for it.
-    await saver.adelete_thread(tid)
-    assert not [k for k in saver._replayed if k[0] == tid]
+    await saver.adelete_thread(thread_key(uid, tid))
+    assert not [k for k in saver._replayed if k[0] == thread_key(uid, tid)]

@@ -66,8 +66,8 @@ async def _check_history(
     split = split_history(body.messages)
     if split.history:
         try:
-            await services.thread_registry().get(thread_id, user)
-            state = await runner.graph.aget_state(runner.config(thread_id))
+            info = await services.thread_registry().get(thread_id, user)
+            state = await runner.graph.aget_state(runner.config(info.key))
             stored = stored_turns((state.values or {}).get("messages", []))
         except NotFound:
             stored = []

@@ -83,8 +83,10 @@ class ThreadBook:
         check_id("thread id", thread_id)
         return await self.services.thread_registry().get(thread_id, user_id)
 
-    async def snapshot(self, thread_id: str, checkpoint_id: str | None = None) -> StateSnapshot:
-        configurable: dict[str, Any] = {"thread_id": thread_id}
+    async def snapshot(self, key: str, checkpoint_id: str | None = None) -> StateSnapshot:
+        """The state of the thread stored under ``key`` (``ThreadInfo.key``), now or at
+        ``checkpoint_id``."""
+        configurable: dict[str, Any] = {"thread_id": key}
         if checkpoint_id is not None:
             configurable |= {"checkpoint_id": check_id("checkpoint id", checkpoint_id),
                              "checkpoint_ns": ""}  # fmt: skip
@@ -106,7 +108,7 @@ class ThreadBook:
         metas = await self.metadata(user_id, (i.thread_id for i in infos))
         out = []
         for info in infos:
-            snapshot = await self.snapshot(info.thread_id) if with_values else None
+            snapshot = await self.snapshot(info.key) if with_values else None
             out.append(thread_json(info, metas.get(info.thread_id, {}), snapshot))
         return out
 
@@ -151,16 +153,16 @@ class ThreadBook:
         metadata = client_metadata(metadata)
         merged = {**(await self.metadata(user_id, [thread_id]))[thread_id], **metadata}
         await self.meta.aput(_namespace(user_id), thread_id, merged, index=False)
-        return thread_json(info, merged, await self.snapshot(thread_id))
+        return thread_json(info, merged, await self.snapshot(info.key))
 
     async def delete(self, user_id: str, thread_id: str) -> None:
         """Delete the thread's checkpoints, ownership row and metadata, never under a
         running turn (the thread's lock is held while deleting)."""
-        await self.owned(user_id, thread_id)
+        info = await self.owned(user_id, thread_id)
         checkpointer = self.services.checkpointer
-        async with self.runner.hold(thread_id):
+        async with self.runner.hold(info.key):
             if checkpointer is not None:
-                await checkpointer.adelete_thread(thread_id)
+                await checkpointer.adelete_thread(info.key)
             await self.services.thread_registry().delete(thread_id, user_id)
             await self.meta.adelete(_namespace(user_id), thread_id)
 

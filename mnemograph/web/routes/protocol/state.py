@@ -89,8 +89,8 @@ def _select(state: dict[str, Any], select: list[str] | None) -> dict[str, Any]:
 async def _state_at(
     book: BookDep, user: str, thread_id: str, checkpoint_id: str | None
 ) -> dict[str, Any]:
-    await book.owned(user, thread_id)
-    snapshot = await book.snapshot(thread_id, checkpoint_id)
+    info = await book.owned(user, thread_id)
+    snapshot = await book.snapshot(info.key, checkpoint_id)
     if checkpoint_id is not None and snapshot.created_at is None:
         raise NotFound(f"checkpoint {checkpoint_id!r} not found")
     return snapshot_json(snapshot, thread_id)
@@ -133,8 +133,8 @@ def _checkpoint_id_of(value: str | dict[str, Any] | None) -> str | None:
 
 
 async def _history(user: str, thread_id: str, body: History, book: BookDep) -> Response:
-    await book.owned(user, thread_id)
-    configurable: dict[str, Any] = {"thread_id": thread_id}
+    info = await book.owned(user, thread_id)
+    configurable: dict[str, Any] = {"thread_id": info.key}
     start = _checkpoint_id_of(body.checkpoint)
     if start is not None:
         configurable |= {"checkpoint_id": start, "checkpoint_ns": ""}
@@ -144,7 +144,7 @@ async def _history(user: str, thread_id: str, body: History, book: BookDep) -> R
         async for snapshot in book.runner.graph.aget_state_history(
             {"configurable": configurable},
             filter=body.metadata or None,
-            before={"configurable": {"thread_id": thread_id, "checkpoint_id": before}}
+            before={"configurable": {"thread_id": info.key, "checkpoint_id": before}}
             if before
             else None,
             limit=body.limit,

@@ -54,7 +54,7 @@ async def list_threads(
 
 async def _statuses(book: ThreadBook, infos: list[ThreadInfo]) -> dict[str, str]:
     """Each thread's status: ``busy`` while a run (or its owed memory work) is unfinished."""
-    return {i.thread_id: "busy" if (await book.snapshot(i.thread_id)).next else "idle"
+    return {i.thread_id: "busy" if (await book.snapshot(i.key)).next else "idle"
             for i in infos}  # fmt: skip
 
 
@@ -100,7 +100,7 @@ async def search_threads(body: ThreadSearch, user: User, book: BookDep) -> Respo
     with_values = body.select is None or "values" in body.select or "status" in body.select
     out = []
     for info in page:
-        snapshot = await book.snapshot(info.thread_id) if with_values else None
+        snapshot = await book.snapshot(info.key) if with_values else None
         thread = thread_json(info, metas[info.thread_id], snapshot)
         out.append({k: v for k, v in thread.items() if k in body.select} if body.select else thread)
     return json_response(out)

@@ -73,6 +73,36 @@ class _TurnProgress:
             self.replied = True
 
 
+class _Handover:
+    """A streamed turn's chunks on their way from the turn's task to the consumer.
+
+    Once the consumer has left after the reply, the turn goes on ``detached``: it finishes
+    its memory work without handing anything over (nobody would take it).
+    """
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue(maxsize=1)
+        self.replied = False
+        """A post-reply node started: the reply exists (and is durable, ``durability="sync"``)."""
+        self.detached = False
+
+    def note(self, mode: str, chunk: Any) -> None:
+        if mode == "tasks" and isinstance(chunk, dict) and chunk.get("name") in POST_REPLY_NODES:
+            self.replied = True
+
+    def detach(self) -> None:
+        """Stop handing chunks over, and free a hand-over blocked on the full queue."""
+        self.detached = True
+        while not self.queue.empty():
+            self.queue.get_nowait()
+
+
+def _log_failure(task: asyncio.Task[Any]) -> None:
+    """Log the error of a detached turn, whose consumer is gone."""
+    if not task.cancelled() and (error := task.exception()) is not None:
+        log.error("post-reply work failed in %s: %r", task.get_name(), error)
+
+
 class ReplyGate:
     """The ``invoke`` caller's answer: resolved with the turn's values once the checkpoint
     holding the reply is committed, or with the run's error if it fails before that."""
@@ -469,27 +499,28 @@ class TurnRunner:
 
         The turn runs in a task of its own (tracked per user, so deleting the user cancels
         it), handing chunks over one at a time. Closing this iterator (the client left)
-        before the reply is durable cuts the turn, which is rolled back exactly as a failed
-        one: the thread keeps no trace of its question. Closed after the reply, the memory
-        work stops too and is finished by the thread's next turn (the run stays marked).
+        before the reply exists cuts the turn, which is rolled back exactly as a failed one:
+        the thread keeps no trace of its question. Closed after the reply, nothing is
+        cancelled: the memory work goes on in the runner's background, as after ``invoke``.
         """
         key, parsed = await self._start(user_id, thread_id, messages)
         self._refuse_stopping(user_id)
         wanted = set(stream_mode) if isinstance(stream_mode, list) else {stream_mode}
-        queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue(maxsize=1)
+        handover = _Handover()
 
         async def produce() -> None:
             run = self._run(user_id, key, parsed, config, knobs, stream_mode)
             async with aclosing(run):  # a cut closes the turn here, in its own task
                 async for mode, chunk in run:
-                    if mode in wanted:
-                        await queue.put((mode, chunk))
+                    handover.note(mode, chunk)
+                    if mode in wanted and not handover.detached:
+                        await handover.queue.put((mode, chunk))
 
         task = asyncio.create_task(produce(), name=f"stream:{key}")
         self._track(user_id, task)
         try:
             while True:
-                getter = asyncio.ensure_future(queue.get())
+                getter = asyncio.ensure_future(handover.queue.get())
                 try:
                     await asyncio.wait({getter, task}, return_when=asyncio.FIRST_COMPLETED)
                 finally:
@@ -497,8 +528,8 @@ class TurnRunner:
                         getter.cancel()
                 if getter.done() and not getter.cancelled():
                     mode, chunk = getter.result()
-                elif not queue.empty():
-                    mode, chunk = queue.get_nowait()
+                elif not handover.queue.empty():
+                    mode, chunk = handover.queue.get_nowait()
                 else:
                     break
                 yield (mode, chunk) if isinstance(stream_mode, list) else chunk
@@ -507,8 +538,14 @@ class TurnRunner:
             task.result()
         finally:
             if not task.done():
-                task.cancel()
-                await asyncio.wait({task})
+                if handover.replied:  # the consumer left after the reply: finish unwatched
+                    handover.detach()
+                    self._background.add(task)
+                    task.add_done_callback(self._background.discard)
+                    task.add_done_callback(_log_failure)
+                else:
+                    task.cancel()
+                    await asyncio.wait({task})
 
     def _track(self, user_id: str, task: asyncio.Task[Any]) -> None:
         """Count ``task`` as ``user_id``'s work until it ends."""

@@ -25,6 +25,7 @@ from mnemograph.services import Services
 from stores.ids import thread_key
 from tests.fakes import ScriptedChatModel
 from tests.hang import hang_at
+from tests.integration.test_background import gated_memory_model
 from tests.servers import new_key, serve
 from tests.threads import stored_messages
 
@@ -179,3 +180,30 @@ async def test_a_cut_at_any_moment_before_the_reply_leaves_no_trace(
 async def _drain(response: httpx.Response) -> None:
     async for _ in response.aiter_lines():
         pass
+
+
+async def test_leaving_a_stream_after_the_reply_cancels_no_memory_work(
+    services: Services, uid: str
+) -> None:
+    """The consumer takes the reply and goes away while memory extraction is still running:
+    the turn finishes in the background, the memory is written and nothing stays owed."""
+    gate = asyncio.Event()
+    services.set_chat_model(gated_memory_model(gate))
+    runner = TurnRunner(services)
+    tid = f"left-{uuid.uuid4().hex[:8]}"
+    stream: Any = runner.stream(
+        uid, tid, [{"type": "human", "content": "keeps bees"}], stream_mode=["values", "tasks"]
+    )
+    async for mode, chunk in stream:
+        if mode == "tasks" and chunk.get("name") == "write_memory" and "input" in chunk:
+            break  # the reply is durable and memory work has begun: the client leaves
+    await stream.aclose()
+    assert services.memory is not None
+    assert await services.memory.list(uid) == []  # the extraction waits at the gate
+    gate.set()
+    await asyncio.wait_for(runner.drain(), 30)
+    assert [i.text for i in await services.memory.list(uid)] == ["User keeps bees"]
+    assert services.threads is not None
+    assert thread_key(uid, tid) not in [t for t, _ in await services.threads.unfinished()]
+    assert await stored_messages(services, uid, tid) == [
+        ("human", "keeps bees"), ("ai", "echo: keeps bees")]  # fmt: skip

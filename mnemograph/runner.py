@@ -211,9 +211,9 @@ class TurnRunner:
         configurable = dict(config.get("configurable") or {})
         configurable["thread_id"] = thread_id
         config["configurable"] = configurable
-        if user_id is not None:
+        if user_id is not None:  # traces are filtered by the id the user knows
             metadata = dict(config.get("metadata") or {})
-            metadata.update(user_id=user_id, thread_id=thread_id)
+            metadata.update(user_id=user_id, thread_id=thread_id.removeprefix(f"{user_id}/"))
             config["metadata"] = metadata
         return config
 

@@ -123,7 +123,7 @@ async def assert_gone_for_good(
     res = await http.post("/agent/invoke", json=body(thread, "what was said?"), headers=headers)
     assert res.status_code == 200, res.text
     said = [m["content"] for m in res.json()["output"]["messages"]]
-    assert said == ["what was said?", "echo: what was said?"], said
+    assert len(said) == 2 and said[0] == "what was said?", said  # nothing of the old thread
     left = await _leftovers(services, graph, user, [thread])
     assert not any(left.values()), left
 

@@ -33,6 +33,7 @@ from mnemograph.mcp.server import tool_errors
 from mnemograph.services import Services
 from tests.conftest import cli_env
 from tests.servers import new_key, serve, serve_process
+from tests.threads import stored_messages
 
 ROOT = Path(__file__).resolve().parents[2]
 TOOLS = {
@@ -214,9 +215,12 @@ async def test_recall_facts_profile_and_chat_over_http(base: str, services: Serv
         thread = f"mcp-{uuid.uuid4().hex[:8]}"
         reply = data(await a.call_tool("chat", {"thread_id": thread, "message": "hello there"}))
         assert reply == {"thread_id": thread, "reply": "echo: hello there"}
-        taken = await b.call_tool("chat", {"thread_id": thread, "message": "let me in"})
-        assert "not found" in refusal(taken)
+        # Thread ids are per user: Bob's chat on Alice's id is a thread of his own.
+        theirs = data(await b.call_tool("chat", {"thread_id": thread, "message": "let me in"}))
+        assert theirs == {"thread_id": thread, "reply": "echo: let me in"}
         assert [t.thread_id for t in await services.thread_registry().list(alice)] == [thread]
+        assert [m for _, m in await stored_messages(services, alice, thread)] == [
+            "hello there", "echo: hello there"]  # fmt: skip
 
 
 async def test_stdio_server_is_a_subprocess_of_one_user(

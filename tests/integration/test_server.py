@@ -16,6 +16,7 @@ from pydantic import SecretStr
 
 from mnemograph.services import Services
 from server import create_app
+from stores.ids import thread_key
 from stores.models.fake_llm import EchoChatModel
 
 
@@ -93,9 +94,11 @@ async def test_threads_crud_and_isolation(
     )
     assert res.status_code == 201, res.text
     assert res.json()["thread_id"] == "a-1"
-    # the same id cannot be taken over by another user
+    # ids are per user: the same id is another thread for another user, and no takeover
     res = await client.post("/api/threads", json={"thread_id": "a-1"}, headers=bob.headers)
-    assert res.status_code == 404
+    assert res.status_code == 201 and res.json()["title"] == "", res.text
+    res = await client.delete("/api/threads/a-1", headers=bob.headers)
+    assert res.status_code == 200, res.text
     res = await client.post("/api/threads", json={"thread_id": "../etc"}, headers=alice.headers)
     assert res.status_code == 422 and "invalid thread id" in res.text
     res = await client.post(
@@ -161,9 +164,11 @@ async def test_agent_input_shapes_and_errors(
     assert res.status_code == 422 and "thread_id" in res.text
     res = await client.post("/agent/invoke", json=agent_body("bad/id"), headers=alice.headers)
     assert res.status_code == 422
-    # bob cannot write into alice's thread, nor read it through LangServe
+    # bob's turn on alice's id is a thread of his own: it sees nothing of hers
     res = await client.post("/agent/invoke", json=agent_body(thread, "hijack"), headers=bob.headers)
-    assert res.status_code == 404
+    assert res.status_code == 200, res.text
+    said = [m["content"] for m in res.json()["output"]["messages"]]
+    assert said == ["hijack", "echo: hijack"], said
     res = await client.post(
         "/agent/invoke",
         content=b'{"input": ',
@@ -281,7 +286,8 @@ async def test_concurrent_turns_keep_one_chain(
     assert services.checkpointer is not None
     parents: dict[str, int] = {}
     count = 0
-    async for tup in services.checkpointer.alist({"configurable": {"thread_id": thread}}):
+    key = thread_key(alice.user_id, thread)
+    async for tup in services.checkpointer.alist({"configurable": {"thread_id": key}}):
         count += 1
         parent = (tup.parent_config or {}).get("configurable", {}).get("checkpoint_id")
         if parent:
@@ -488,7 +494,7 @@ async def test_one_thread_view_and_one_compiled_graph(
         "thread_id", "title", "created_at", "updated_at", "summary", "turns", "messages",
     ]  # fmt: skip
     exported = (await client.get("/me/export", headers=alice.headers)).json()["threads"]
-    assert exported == [{k: v for k, v in detail.items() if k != "turns"}]
+    assert exported == [detail]  # the export carries turns too (an import restores them)
 
     other = create_app(services)
     assert other.state.metrics is not app.state.metrics

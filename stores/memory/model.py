@@ -45,8 +45,18 @@ class MemoryConfig:
     near-equal candidates are not stretched to 0…1 by min-max."""
     vector_weight: float = 0.5
     """Weight of the vector ranking in the fusion (full text has 1.0)."""
-    context_weight: float = 0.4
-    """How much a term found only in an item's indexing context counts, against its own text."""
+    context_weight: float = 0.2
+    """How much a term found only in an item's indexing context counts, against its own text
+    (0.4 until the tune/report ablation of bench.locomo_ablation chose 0.2 with replies)."""
+    reply_share: float = 1.0
+    """The turn after a question turn ranks at least this share of the question's relevance
+    (``ranking.replies_inherit``); 0 turns it off."""
+    question_penalty: float = 0.1
+    """Relevance a question turn gives up when its reply is a candidate."""
+    time_boost: float = 0.1
+    """Relevance added, for a when-question, to items naming a time (``cues.boost_time``)."""
+    speaker_boost: float = 0.15
+    """Relevance added to items said by a person the question names (``cues.boost_speaker``)."""
     common_term_share: float = 0.2
     """Terms in more than this share of a user's items (e.g. a speaker's name) still score,
     but do not pull candidates in: it keeps the BM25 scan small at 10k items per user."""

@@ -9,6 +9,8 @@ fetches the candidates and calls them in this order:
    the best hit over at least ``cos_min_span``); on LoCoMo this beat reciprocal-rank fusion on
    MRR (0.556 vs 0.537) at the same recall;
 2. :func:`relevance`: the fused values divided by the best, so relevance is in [0, 1];
+   then :func:`replies_inherit`: a conversation turn that answers a question ranks at least
+   as high as the question (LoCoMo, tuned on two conversations: R@10 +0.025, MRR +0.025);
 3. :func:`rank`: ``w_rel·relevance + w_imp·importance + w_rec·recency``, recency halving every
    ``half_life_days`` since ``last_seen_at`` (:func:`recency`), best first;
 4. ``graph.budget.fit_to_budget``: the lines of the best hits that fit a token budget (the
@@ -68,6 +70,49 @@ def relevance(fused: Mapping[str, float]) -> dict[str, float]:
     """Fused scores divided by the best one, so the best candidate has relevance 1."""
     top = max(fused.values(), default=0.0) or 1.0
     return {key: f / top for key, f in fused.items()}
+
+
+def position(value: Mapping[str, Any] | None) -> tuple[Any, int] | None:
+    """(session, position) of a conversation turn item, from ``metadata.session`` and
+    ``metadata.position`` (what transcript imports record); ``None`` for other items."""
+    meta = (value or {}).get("metadata") or {}
+    pos = meta.get("position")
+    if meta.get("session") is None or not isinstance(pos, int) or isinstance(pos, bool):
+        return None
+    return (meta["session"], pos)
+
+
+def replies_inherit(
+    relevances: Mapping[str, float],
+    values: Mapping[str, Mapping[str, Any]],
+    *,
+    share: float,
+    penalty: float,
+) -> dict[str, float]:
+    """Lift the reply to a question to (``share`` of) the question's relevance.
+
+    A question's words are in the turn that asks it ("How did the kids handle the
+    accident?"); the answer is the next turn ("They were scared but …"), which shares few of
+    them. Among the candidates, a turn with '?' in its own text passes its relevance on to
+    the turn right after it in the same session (when that is a candidate too; the indexing
+    context usually makes it one) and keeps ``1 - penalty`` of its own. Items without a
+    session position are untouched.
+    """
+    if share <= 0 and penalty <= 0:
+        return dict(relevances)
+    at = {pos: key for key in relevances if (pos := position(values.get(key))) is not None}
+    asked = [
+        (key, reply)
+        for (session, n), key in at.items()
+        if (reply := at.get((session, n + 1))) is not None
+        and "?" in str(values[key].get("text", ""))
+    ]
+    out = dict(relevances)
+    for key, reply in asked:
+        out[reply] = max(out[reply], share * relevances[key])
+    for key, _ in asked:
+        out[key] *= 1 - penalty
+    return out
 
 
 def recency(seen_at: datetime, now: datetime, half_life_days: float) -> float:

@@ -31,7 +31,7 @@ from psycopg_pool import AsyncConnectionPool
 from graph.budget import fit_to_budget
 from stores.errors import InvalidInput, NotFound
 from stores.ids import check_id
-from stores.memory import ranking, retrieval, sql
+from stores.memory import cues, ranking, retrieval, sql
 from stores.memory.model import (
     MemoryConfig,
     MemoryItem,
@@ -124,6 +124,13 @@ class MemoryStore:
         elif self._embeddings is None:
             log.warning("no embedding model configured: memory search uses full-text only")
         self._ready = True
+
+    def recheck_size(self, user_id: str) -> None:
+        """Make the next search of ``user_id`` ask again whether to serve their vectors from
+        memory: a user found small is otherwise searched in SQL for up to 30 s, which is
+        slow right after a bulk load grows them past the threshold (``add_many`` calls this)."""
+        if self._vector_cache is not None:
+            self._vector_cache.recheck(user_id)
 
     def vector_cache_stats(self) -> dict[str, int] | None:
         """The in-process vector cache's lookups by result (``hit``, ``miss``, ``sql``)
@@ -444,6 +451,8 @@ class MemoryStore:
             async with self._pool.connection() as conn, conn.transaction():
                 await self._write(conn, built, chunk_vectors)
             out.extend(built)
+        if len(items) >= batch_size:
+            self.recheck_size(user_id)
         return out
 
     # ----------------------------------------------------------------- reads
@@ -524,6 +533,8 @@ class MemoryStore:
             )
             async with self._pool.connection() as conn, conn.transaction():
                 await self._write(conn, chunk, vectors)
+        if len(changed) >= batch_size:
+            self.recheck_size(user_id)
         updated = sum(1 for it in changed if it.id in stored)
         return {
             "created": len(changed) - updated,
@@ -623,13 +634,16 @@ class MemoryStore:
             return []
         bm25_rank = {key: i for i, key in enumerate(ranking.order(bm25))}
         vec_rank = {key: i for i, key in enumerate(ranking.order(cos))}
-        ranked = ranking.rank(
-            self._relevance(query, bm25, cos, values),
+        ranked = self._rank(
+            ranking.rank(
+                self._relevance(query, bm25, cos, values),
+                values,
+                weights=weights or cfg.weights,
+                half_life_days=cfg.recency_half_life_days,
+                now=now(),
+                kinds=kinds,
+            ),
             values,
-            weights=weights or cfg.weights,
-            half_life_days=cfg.recency_half_life_days,
-            now=now(),
-            kinds=kinds,
         )
         # Only the final k become MemoryItems (building one per candidate cost ~4 ms).
         return [
@@ -657,7 +671,19 @@ class MemoryStore:
         fused = ranking.fuse_scores(
             bm25, cos, vector_weight=cfg.vector_weight, cos_min_span=cfg.cos_min_span
         )
-        return ranking.relevance(fused)
+        relevances = ranking.replies_inherit(
+            ranking.relevance(fused), values,
+            share=cfg.reply_share, penalty=cfg.question_penalty,
+        )  # fmt: skip
+        relevances = cues.boost_time(query, relevances, values, cfg.time_boost)
+        relevances = cues.boost_speaker(query, relevances, values, cfg.speaker_boost)
+        return ranking.relevance(relevances)  # back to [0, 1], the best at 1, no ties made
+
+    def _rank(
+        self, ranked: builtins.list[ranking.Ranked], values: Mapping[str, Mapping[str, Any]]
+    ) -> builtins.list[ranking.Ranked]:
+        """The final order of the scored candidates (a hook: benches try re-rankings)."""
+        return ranked
 
     async def _candidates(
         self, query: str, params: Mapping[str, Any], query_vector: QueryVector | None

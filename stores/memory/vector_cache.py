@@ -101,6 +101,11 @@ class VectorCache:
         """Searches since start by how they were served: ``hit`` (copy in memory, at most the
         newest rows read), ``miss`` (copy loaded whole), ``sql`` (not served from memory)."""
 
+    def recheck(self, user_id: str) -> None:
+        """Forget only that ``user_id`` was small; a copy in memory stays (and is updated
+        incrementally by the next search)."""
+        self._small.pop(user_id, None)
+
     def forget(self, user_id: str) -> None:
         self._users.pop(user_id, None)
         self._small.pop(user_id, None)

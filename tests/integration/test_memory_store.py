@@ -354,3 +354,27 @@ async def test_in_memory_vector_copy_matches_sql_through_every_change(
     await cached.delete_user(user)
     assert user not in cached._vector_cache._users  # dropped at once, not at the next search
     assert await cached.search(user, "pet", k=5) == []
+
+
+async def test_a_bulk_load_past_the_threshold_is_served_from_memory_at_once(
+    memory_store: MemoryStore,
+) -> None:
+    """A user found small is searched in SQL for a while without asking again; a bulk load
+    (import, add_many) that grows them past the threshold must not leave them there (the
+    10k-memory search of bench.locomo_recall ran on the slow path for that reason)."""
+    from dataclasses import replace
+
+    pool, embedder = memory_store._pool, memory_store._embeddings
+    store = MemoryStore(pool, embedder, config=replace(MemoryConfig(), vector_cache_min_rows=4))
+    await store.setup()
+    assert store._vector_cache is not None
+    user = _uid()
+    await store.add(user, "I keep bees in the garden", kind="turn")
+    await store.search(user, "bees", k=3)
+    assert store._vector_cache.lookups["sql"] == 1 and user in store._vector_cache._small
+    await store.add_many(user, [NewMemory(text=f"note {i} about honey") for i in range(4)],
+                         batch_size=4)  # fmt: skip
+    hits = await store.search(user, "bees", k=3)
+    assert hits[0].item.text == "I keep bees in the garden"
+    assert store._vector_cache.lookups["sql"] == 1, "still searched in SQL after the load"
+    assert user in store._vector_cache._users

@@ -9,11 +9,12 @@ from typing import Any, cast
 import pytest
 from langchain_core.messages.utils import count_tokens_approximately
 
-from bench.recall_variants import Variant, VariantMemoryStore, boost_time, rrf, split_overrides
+from bench.recall_variants import Variant, VariantMemoryStore, rrf, split_overrides
 from graph.budget import fit_to_budget
 from graph.ports import MemoryPort
 from stores.errors import InvalidInput
 from stores.memory import ranking
+from stores.memory.cues import boost_speaker, boost_time
 from stores.memory.model import (
     MemoryConfig,
     MemoryItem,
@@ -214,3 +215,64 @@ def test_bench_overrides_split_between_product_and_variant() -> None:
     assert config == MemoryConfig(candidates=100) and variant == Variant(fusion="rrf")
     with pytest.raises(ValueError, match="nonsense"):
         split_overrides({"nonsense": 1})
+
+
+def _turn(text: str, session: int, position: int, speaker: str = "Ann") -> dict[str, Any]:
+    return {
+        **_value(text),
+        "metadata": {"session": session, "position": position, "speaker": speaker},
+    }
+
+
+def test_a_reply_inherits_its_questions_relevance() -> None:
+    values = {
+        "q": _turn("Ann: How did the kids handle it?", 1, 4),
+        "a": _turn("Bob: They were scared but fine.", 1, 5),
+        "far": _turn("Bob: Unrelated.", 1, 9),
+        "other": _turn("Bob: They were fine.", 2, 5),
+        "plain": _value("no position?"),
+    }
+    relevances = {"q": 1.0, "a": 0.3, "far": 0.2, "other": 0.25, "plain": 0.5}
+    out = ranking.replies_inherit(relevances, values, share=1.0, penalty=0.1)
+    # The reply now outranks its question; turns of other sessions or positions and items
+    # without a position are untouched.
+    assert out == {"q": 0.9, "a": 1.0, "far": 0.2, "other": 0.25, "plain": 0.5}
+    assert ranking.replies_inherit(relevances, values, share=0.0, penalty=0.0) == relevances
+    # A statement passes nothing on.
+    values["q"] = _turn("Ann: The kids handled it.", 1, 4)
+    assert ranking.replies_inherit(relevances, values, share=1.0, penalty=0.1) == relevances
+
+
+def test_a_position_needs_a_session_and_an_integer() -> None:
+    assert ranking.position(_turn("x", 3, 7)) == (3, 7)
+    assert ranking.position({"metadata": {"session": 3, "position": "7"}}) is None
+    assert ranking.position({"metadata": {"session": 3, "position": True}}) is None
+    assert ranking.position({"metadata": {"position": 7}}) is None
+    assert ranking.position(None) is None
+
+
+def test_speaker_boost_favours_what_the_named_person_said() -> None:
+    values = {
+        "ann": _turn("Ann: I paint.", 1, 0, "Ann Lee"),
+        "bob": _turn("Bob: I paint too.", 1, 1, "Bob"),
+        "none": _value("paint"),
+    }
+    relevances = {"ann": 0.9, "bob": 0.6, "none": 0.7}
+    assert boost_speaker("What does ann paint?", relevances, values, 0.2) == pytest.approx({
+        "ann": 1.1, "bob": 0.6, "none": 0.7,
+    })  # fmt: skip
+    assert boost_speaker("What does Annie paint?", relevances, values, 0.2) == relevances
+    assert boost_speaker("What does Ann paint?", relevances, values, 0.0) == relevances
+
+
+def test_search_applies_the_product_cues_in_order() -> None:
+    """The product's relevance is fusion, then replies, then the when and speaker cues."""
+    values = {
+        "q": _turn("Ann: When did you go?", 1, 0),
+        "a": _turn("Bob: Last week.", 1, 1, "Bob"),
+    }
+    store = _variant_store(Variant())
+    out = store._relevance("When did Ann ask?", {"q": 2.0, "a": 0.5}, {}, values)
+    # a: 0.25 fused, lifted to q's 1.0, plus the when-cue ("last week"): 1.1; q: 1.0 less the
+    # question penalty, plus the speaker cue (Ann is named): 1.05; then divided by the best.
+    assert out == pytest.approx({"q": 1.05 / 1.1, "a": 1.0})

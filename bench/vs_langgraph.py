@@ -18,6 +18,12 @@ Machine CPU per turn is read from ``/proc/stat`` (every process: Python, Postgre
 graph server's JVM), so run it on a quiet machine; the goals of issue 18 are ratios within
 one run. ``python -m bench.vs_langgraph [--turns 100] [--warmup 10] [--memories 10000]
 [--triples 5000] [--json OUT]``.
+
+``--http`` adds the HTTP pair: ``--clients`` concurrent clients (100), each with its own user
+and thread, drive ``mnemograph serve`` and then ``bench.bare_app`` (the bare graph behind a
+minimal FastAPI app: same PostgreSQL, same stock saver, same uvicorn settings: one worker,
+no access log) through the same client code (``bench.load.level``); turns/s, latency and
+errors for each, and the ratio the issue sets (≥ 0.5).
 """
 
 from __future__ import annotations
@@ -160,6 +166,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             results["mnemograph"] = await _mnemograph(services, args)
         finally:
             await pool.close()
+    if args.http:
+        results["http"] = await _http_pair(args)
     return results
 
 
@@ -222,6 +230,62 @@ async def _mnemograph(services: Services, args: argparse.Namespace) -> Any:
     return out
 
 
+def start_bare_server(port: int) -> Any:
+    """``bench.bare_app`` under uvicorn with serve's settings (one worker, no access log)."""
+    import subprocess
+    import sys
+
+    return subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "bench.bare_app:app", "--port", str(port),
+         "--workers", "1", "--log-level", "warning", "--no-access-log"],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+
+
+async def _http_pair(args: argparse.Namespace) -> dict[str, Any]:
+    """The two servers in turn on one embedded PostgreSQL, each driven by the same clients."""
+    import os
+
+    from bench.load import create_keys, free_port, level, start_server, wait_ready
+    from stores.postgres.embedded import start_embedded_postgres
+
+    data_dir = Path(tempfile.mkdtemp(prefix="mg-vs-http-"))
+    pg = start_embedded_postgres(data_dir / "shared-pg", keep_running=False)
+    previous = os.environ.get("DATABASE_URL")
+    os.environ["DATABASE_URL"] = pg.url  # both servers and the key-making CLI use it
+    out: dict[str, Any] = {"clients": args.clients, "turns_per_client": args.http_turns}
+    try:
+        keys = create_keys(args.clients, data_dir, f"vs{uuid.uuid4().hex[:6]}")
+        port = free_port()
+        proc = start_server(data_dir, port, 1)
+        try:
+            url = f"http://127.0.0.1:{port}"
+            await wait_ready(url)
+            await level(url, keys[:2], 2, 60)  # warm both code paths once
+            out["mnemograph"] = await level(url, keys, args.http_turns, 600)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=60)
+        port = free_port()
+        bare = start_bare_server(port)
+        try:
+            url = f"http://127.0.0.1:{port}"
+            await wait_ready(url)
+            await level(url, keys[:2], 2, 60)
+            out["bare"] = await level(url, keys, args.http_turns, 600)
+        finally:
+            bare.terminate()
+            bare.wait(timeout=60)
+    finally:
+        if previous is None:
+            os.environ.pop("DATABASE_URL", None)
+        else:
+            os.environ["DATABASE_URL"] = previous
+        pg.release()
+    out["ratio"] = out["mnemograph"]["turns_per_s"] / out["bare"]["turns_per_s"]
+    return out
+
+
 def _rng(n: int) -> Any:
     import random
 
@@ -251,6 +315,18 @@ def print_table(results: dict[str, Any], console: Console) -> None:
     mg, store = results["mnemograph"], results["store pattern"]
     console.print(f"mnemograph reply p50 / store pattern p50: "
                   f"{mg['reply']['p50'] / store['reply']['p50']:.2f}")  # fmt: skip
+    http = results.get("http")
+    if http:
+        table = Table(title=f"HTTP: {http['clients']} concurrent clients, one thread each, "
+                            f"{http['turns_per_client']} turns each")  # fmt: skip
+        for column in ("server", "turns/s", "p50 ms", "p95 ms", "errors"):
+            table.add_column(column, justify="left" if column == "server" else "right")
+        for name in ("bare", "mnemograph"):
+            row = http[name]
+            table.add_row(name, f"{row['turns_per_s']:.1f}", f"{row['p50_ms']:.0f}",
+                          f"{row['p95_ms']:.0f}", str(row["errors"]))  # fmt: skip
+        console.print(table)
+        console.print(f"mnemograph turns/s / bare turns/s: {http['ratio']:.2f} (goal ≥ 0.5)")
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -260,6 +336,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--memories", type=int, default=10_000)
     parser.add_argument("--triples", type=int, default=5_000)
     parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--http", action="store_true", help="add the HTTP pair")
+    parser.add_argument("--clients", type=int, default=100, help="HTTP: concurrent clients")
+    parser.add_argument("--http-turns", type=int, default=5, help="HTTP: turns per client")
     default_out = ROOT / "bench" / "results" / "vs_langgraph.json"
     parser.add_argument("--json", type=Path, default=default_out)
     args = parser.parse_args(argv)

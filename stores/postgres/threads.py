@@ -66,27 +66,39 @@ class ThreadRegistry:
         check_id("user id", user_id)
         check_id("thread id", thread_id)
         stored = key if key is not None else thread_key(user_id, thread_id)
-        try:
-            async with self._pool.connection() as conn:
-                cur = await conn.execute(
-                    f"""
-                    INSERT INTO mnemo_threads (thread_id, user_id, name, title)
-                    VALUES (%s, %s, %s, %s)
-                    ON CONFLICT (user_id, name) DO UPDATE SET updated_at = now()
-                    RETURNING {_COLUMNS}
-                    """,
-                    (stored, user_id, thread_id, title[:200]),
-                )
-                row = await cur.fetchone()
-        except psycopg.errors.UniqueViolation:  # ``key`` names another user's thread
-            raise NotFound(f"thread {thread_id!r} not found") from None
-        except psycopg.Error as exc:  # the user was deleted (or the key's thread was)
-            if exc.sqlstate == GONE_SQLSTATE:
-                raise NotFound(f"thread {thread_id!r} not found") from None
-            raise
+        row = None
+        for attempt in (1, 2):
+            try:
+                row = await self._upsert(stored, user_id, thread_id, title)
+                break
+            except psycopg.errors.UniqueViolation:
+                # The key index is not the ON CONFLICT arbiter: an insert of the same new
+                # thread racing this one (another request or instance) violates it first.
+                # That insert has committed by now, so a second try finds the row; a key
+                # that names another user's thread fails again and is not found.
+                if attempt == 2:
+                    raise NotFound(f"thread {thread_id!r} not found") from None
+            except psycopg.Error as exc:  # the user was deleted (or the key's thread was)
+                if exc.sqlstate == GONE_SQLSTATE:
+                    raise NotFound(f"thread {thread_id!r} not found") from None
+                raise
         if row is None or (key is not None and row["key"] != key):
             raise NotFound(f"thread {thread_id!r} not found")
         return ThreadInfo(**row)
+
+    async def _upsert(self, key: str, user_id: str, name: str, title: str) -> Any:
+        """Insert the thread or touch the user's existing one of that id; the row."""
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                f"""
+                INSERT INTO mnemo_threads (thread_id, user_id, name, title)
+                VALUES (%s, %s, %s, %s)
+                ON CONFLICT (user_id, name) DO UPDATE SET updated_at = now()
+                RETURNING {_COLUMNS}
+                """,
+                (key, user_id, name, title[:200]),
+            )
+            return await cur.fetchone()
 
     async def get(self, thread_id: str, user_id: str) -> ThreadInfo:
         """``user_id``'s thread ``thread_id``; anyone else's id is simply not found."""

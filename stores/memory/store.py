@@ -451,8 +451,7 @@ class MemoryStore:
             async with self._pool.connection() as conn, conn.transaction():
                 await self._write(conn, built, chunk_vectors)
             out.extend(built)
-        if len(items) >= batch_size:
-            self.recheck_size(user_id)
+        self.recheck_size(user_id)  # it may have crossed the cache threshold
         return out
 
     # ----------------------------------------------------------------- reads
@@ -533,7 +532,7 @@ class MemoryStore:
             )
             async with self._pool.connection() as conn, conn.transaction():
                 await self._write(conn, chunk, vectors)
-        if len(changed) >= batch_size:
+        if changed:
             self.recheck_size(user_id)
         updated = sum(1 for it in changed if it.id in stored)
         return {

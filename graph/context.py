@@ -55,6 +55,10 @@ class Context:
     """Set by the turn runner: an ``asyncio.Future`` that resolves once the checkpoint holding
     the reply is committed (see :func:`after_reply`)."""
 
+    recall_ahead: Any = field(default=None, repr=False, compare=False)
+    """Set by the turn runner: a ``graph.recall.RecallAhead`` started for the new message
+    while the run got going; ``load_memory`` uses it instead of recalling again."""
+
     services: Any = field(default=None, repr=False, compare=False)
     """The run's ``graph.ports.TurnPorts`` (``mnemograph.services.Services``), handed in by
     the host process (CLI, server, tests). Typed loosely so the context stays JSON-schema
@@ -62,7 +66,7 @@ class Context:
     built with ``default_ports`` (``langgraph dev``) fills it when absent."""
 
 
-HOST_FIELDS = frozenset({"user_id", "model", "reply_saved", "services"})
+HOST_FIELDS = frozenset({"user_id", "model", "reply_saved", "recall_ahead", "services"})
 """Fields only the host sets: who is talking (from the credential), the deployment's model,
 and the objects of this process. Everything else is a knob a request may set."""
 

@@ -24,6 +24,9 @@ from langgraph.graph.state import CompiledStateGraph
 
 from graph.builder import PIPELINE, REPLY_NODE
 from graph.context import Context
+from graph.ports import ports_of
+from graph.recall import RecallAhead
+from graph.render import last_human_text
 from mnemograph.services import Services
 from mnemograph.validation import check_knobs, to_messages
 from stores.errors import Gone, InvalidInput
@@ -258,13 +261,18 @@ class TurnRunner:
         threads = self.services.thread_registry()
         progress = _TurnProgress()
         async with self.hold(thread_id):
+            context = self.context(user_id, **knobs)
             saved = self._watch_reply(thread_id) if on_watch is not None else None
             if saved is not None and on_watch is not None:
                 on_watch(saved)
+            ahead: RecallAhead | None = None
             try:
-                await self._settle_owed(user_id, thread_id, knobs)
-                context = self.context(user_id, **knobs)
+                ahead = self._recall_ahead(context, parsed)
+                if await self._settle_owed(user_id, thread_id, knobs) and ahead is not None:
+                    ahead.cancel()  # the finished run wrote memories: recall sees them
+                    ahead = self._recall_ahead(context, parsed)
                 context.reply_saved = saved
+                context.recall_ahead = ahead
                 steps = cast(
                     AsyncGenerator[tuple[str, Any]],
                     self._stream_graph(thread_id, parsed, config, context, stream_mode, progress),
@@ -287,22 +295,37 @@ class TurnRunner:
                 self._cache_messages(thread_id, progress.final)
                 await threads.end_run(thread_id)
             finally:
+                if ahead is not None:
+                    ahead.cancel()
                 if saved is not None and self._saver is not None:
                     self._saver.unwatch(thread_id)
         every = self.services.settings.compact_every_turns
         if every and progress.turn and progress.turn % every == 0:
             await self.compact(thread_id)
 
-    async def _settle_owed(self, user_id: str, thread_id: str, knobs: dict[str, Any]) -> None:
-        """Mark the run; first finish memory work an earlier, dead run still owes."""
+    async def _settle_owed(self, user_id: str, thread_id: str, knobs: dict[str, Any]) -> bool:
+        """Mark the run; first finish memory work an earlier, dead run still owes. ``True``
+        when there was such work (it may have written memories)."""
         threads = self.services.thread_registry()
         owed = await threads.begin_run(thread_id, request_knobs(knobs))
         if owed is None:
-            return
+            return False
         try:
             await self._recover(user_id, thread_id, owed)
         except Exception:  # owed work that keeps failing must not block new turns
             log.exception("could not finish the earlier run on thread %s", thread_id)
+        return True
+
+    def _recall_ahead(self, context: Context, parsed: list[AnyMessage]) -> RecallAhead | None:
+        """Start the turn's recall now, beside the run's bookkeeping and checkpoint read.
+
+        Called with the thread held, so the previous turn's memory writes (which hold the
+        thread until they finish) are visible to it, as they are to ``load_memory``.
+        """
+        text = last_human_text(parsed)
+        if not text:
+            return None
+        return RecallAhead.start(ports_of(self.services), context, text)
 
     async def _stream_graph(
         self,

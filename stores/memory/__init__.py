@@ -26,8 +26,9 @@ Both tables are written in one transaction, deleting a store item cascades to th
 the index can be rebuilt from the store at any time (``MemoryStore.reindex_user``), so it
 never becomes a second truth. BM25's per-user item count and average length come from
 ``mnemo_memory_stats``; it and the postings are kept current by statement-level triggers on
-the index, in the same transaction. Terms found in more than 20 % of a user's items still
-score but do not select candidates, which keeps the BM25 pass small at 10k items.
+the index, in the same transaction. Candidates come from the query's rarest terms, within a
+budget of postings, and never from terms found in more than 20 % of a user's items while a
+rarer term exists; every term still scores them. That keeps the BM25 pass small at 10k items.
 
 Ranking (``ranking``): the top 50 BM25 and top 50 vector candidates are fused on their
 scores; the fused value, in [0, 1], is the *relevance*; the final score is

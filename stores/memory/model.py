@@ -60,6 +60,9 @@ class MemoryConfig:
     common_term_share: float = 0.2
     """Terms in more than this share of a user's items (e.g. a speaker's name) still score,
     but do not pull candidates in: it keeps the BM25 scan small at 10k items per user."""
+    bm25_budget: int = 1000
+    """Postings the rarest query terms may bring in as candidates before the commoner ones
+    stop selecting (they still score); it bounds a full-text search at 10k items per user."""
     bm25_k1: float = 1.2
     bm25_b: float = 0.75
     vector_cache_rows: int = 100_000

@@ -22,7 +22,7 @@ from stores.memory import sql
 from stores.memory.model import MemoryConfig, vector_text
 
 if TYPE_CHECKING:
-    from stores.memory.vector_cache import VectorCache
+    from stores.memory.vector_cache import UserVectors, VectorCache
 
 
 async def candidates(
@@ -43,13 +43,16 @@ async def candidates(
     """
     vector_task = asyncio.ensure_future(embedding)
     bm25_task = asyncio.ensure_future(bm25(pool, config, query, params))
+    # The cached copy's freshness check needs no vector: it runs while the query is embedded.
+    copy_task = asyncio.ensure_future(cache.current(params["u"])) if cache is not None else None
     try:
         vector = await vector_task
-        vec_fetched = await nearest(pool, cache, vector, params) if vector is not None else []
+        vec_fetched = await nearest(pool, copy_task, vector, params) if vector is not None else []
         bm25_fetched = await bm25_task
     finally:
-        for pending in (bm25_task,) if shared else (vector_task, bm25_task):
-            if not pending.done():
+        owned = (bm25_task, copy_task) if shared else (vector_task, bm25_task, copy_task)
+        for pending in owned:
+            if pending is not None and not pending.done():
                 pending.cancel()
     return bm25_fetched, vec_fetched
 
@@ -66,22 +69,26 @@ async def bm25(pool: Any, config: MemoryConfig, query: str, params: Mapping[str,
                 "b": config.bm25_b,
                 "cw": config.context_weight,
                 "common": config.common_term_share,
+                "budget": config.bm25_budget,
             },
         )
         return await cur.fetchall()
 
 
 async def nearest(
-    pool: Any, cache: VectorCache | None, vector: Sequence[float], params: Mapping[str, Any]
+    pool: Any,
+    copy: Awaitable[UserVectors | None] | None,
+    vector: Sequence[float],
+    params: Mapping[str, Any],
 ) -> list[Any]:
-    """The ``n`` items nearest ``vector`` by cosine, with their stored values."""
-    if cache is not None:
-        hits = await cache.nearest(params["u"], vector, int(params["n"]))
-        if hits is not None:
-            cos = dict(hits)
-            async with pool.connection() as conn:
-                cur = await conn.execute(sql.FETCH, {**params, "keys": list(cos)})
-                return [{**r, "cos": cos[r["key"]]} for r in await cur.fetchall()]
+    """The ``n`` items nearest ``vector`` by cosine, with their stored values: ranked in
+    memory when ``copy`` resolves to the user's cached vectors, else by an exact SQL scan."""
+    entry = await copy if copy is not None else None
+    if entry is not None:
+        cos = dict(entry.nearest(vector, int(params["n"])))
+        async with pool.connection() as conn:
+            cur = await conn.execute(sql.FETCH, {**params, "keys": list(cos)})
+            return [{**r, "cos": cos[r["key"]]} for r in await cur.fetchall()]
     async with pool.connection() as conn:
         cur = await conn.execute(sql.VECTOR_FETCH, {**params, "v": vector_text(vector)})
         return await cur.fetchall()

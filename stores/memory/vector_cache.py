@@ -37,7 +37,9 @@ _SMALL_USERS = 10_000
 
 
 @dataclass
-class _UserVectors:
+class UserVectors:
+    """One user's vectors in memory: unit rows, their keys, and the newest change seen."""
+
     keys: list[str] = field(default_factory=list)
     rows: dict[str, int] = field(default_factory=dict)
     matrix: np.ndarray[Any, np.dtype[np.float32]] = field(
@@ -48,6 +50,17 @@ class _UserVectors:
     @property
     def count(self) -> int:
         return len(self.keys)
+
+    def nearest(self, vector: Sequence[float], n: int) -> list[tuple[str, float]]:
+        """(key, cosine) of the ``n`` rows nearest ``vector``, best first, ties by key (as the
+        SQL orders them). Synchronous: the copy cannot change while it runs."""
+        query = np.asarray(vector, dtype=np.float32)
+        query /= max(float(np.linalg.norm(query)), 1e-12)
+        sims = self.matrix[: self.count] @ query
+        take = min(n, self.count)
+        top = np.argpartition(-sims, take - 1)[:take] if take < self.count else np.arange(take)
+        ranked = sorted(top.tolist(), key=lambda i: (-round(float(sims[i]), 6), self.keys[i]))
+        return [(self.keys[i], float(sims[i])) for i in ranked]
 
     def apply(self, rows: Sequence[Any], dims: int) -> None:
         """Insert or replace rows (key, halfvec_send bytes, seq); capacity grows by doubling."""
@@ -89,7 +102,7 @@ class VectorCache:
         self.min_rows = min_rows
         self.max_rows = max_rows
         # Users' copies, weighed by their vectors; the least recently searched go first.
-        self._users: LRUCache[str, _UserVectors] = LRUCache(
+        self._users: LRUCache[str, UserVectors] = LRUCache(
             maxsize=max(max_rows, 0), getsizeof=lambda entry: entry.count
         )
         # Users lately found below ``min_rows``: searched in SQL without asking again.
@@ -115,6 +128,13 @@ class VectorCache:
     ) -> list[tuple[str, float]] | None:
         """(key, cosine) of the ``n`` nearest vectors, best first, ties by key (as the SQL
         orders them); ``None`` when this user is not served from memory."""
+        entry = await self.current(user_id)
+        return None if entry is None else entry.nearest(vector, n)
+
+    async def current(self, user_id: str) -> UserVectors | None:
+        """The user's copy, brought up to date (one state query, plus the rows changed since);
+        ``None`` when this user is served by SQL. It needs no query vector, so a search
+        starts it while the query is still being embedded (``retrieval.candidates``)."""
         if self.max_rows <= 0 or user_id in self._small:
             self.lookups["sql"] += 1
             return None  # a small user: SQL is as fast, and this skips the state query
@@ -126,15 +146,9 @@ class VectorCache:
         if entry is None or entry.count == 0:
             self.lookups["sql"] += 1
             return None
-        query = np.asarray(vector, dtype=np.float32)
-        query /= max(float(np.linalg.norm(query)), 1e-12)
-        sims = entry.matrix[: entry.count] @ query
-        take = min(n, entry.count)
-        top = np.argpartition(-sims, take - 1)[:take] if take < entry.count else np.arange(take)
-        ranked = sorted(top.tolist(), key=lambda i: (-round(float(sims[i]), 6), entry.keys[i]))
-        return [(entry.keys[i], float(sims[i])) for i in ranked]
+        return entry
 
-    async def _current(self, user_id: str) -> _UserVectors | None:
+    async def _current(self, user_id: str) -> UserVectors | None:
         async with self._pool.connection() as conn:
             state = await (await conn.execute(sql.VECTOR_STATE, (user_id,))).fetchone()
             if state is None or state["n"] < self.min_rows:
@@ -150,7 +164,7 @@ class VectorCache:
                 entry.max_seq = max(entry.max_seq, max_seq)  # changes up to it are all seen
             self.lookups["hit" if entry is not None and entry.count == n else "miss"] += 1
             if entry is None or entry.count != n:
-                entry = _UserVectors()  # first use, or rows were deleted: read them all
+                entry = UserVectors()  # first use, or rows were deleted: read them all
                 rows = await (await conn.execute(sql.VECTOR_ROWS, (user_id, -1))).fetchall()
                 entry.apply(rows, self._dims)
                 entry.max_seq = max(entry.max_seq, max_seq)

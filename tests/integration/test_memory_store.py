@@ -301,14 +301,14 @@ async def test_in_memory_vector_copy_matches_sql_through_every_change(
         await store.setup()
     assert cached._vector_cache is not None and sql_only._vector_cache is None
     served: list[str] = []
-    original = cached._vector_cache.nearest
+    original = cached._vector_cache.current
 
-    async def spy(user_id: str, vector: list[float], n: int) -> object:
-        hits = await original(user_id, vector, n)
-        served.append("memory" if hits is not None else "sql")
-        return hits
+    async def spy(user_id: str) -> object:
+        copy = await original(user_id)
+        served.append("memory" if copy is not None else "sql")
+        return copy
 
-    cached._vector_cache.nearest = spy  # type: ignore[method-assign]
+    cached._vector_cache.current = spy  # type: ignore[method-assign]
     user, stranger = _uid(), _uid()
     await cached.add_many(
         user,
@@ -378,3 +378,33 @@ async def test_a_bulk_load_past_the_threshold_is_served_from_memory_at_once(
     assert hits[0].item.text == "I keep bees in the garden"
     assert store._vector_cache.lookups["sql"] == 1, "still searched in SQL after the load"
     assert user in store._vector_cache._users
+
+
+async def test_bm25_takes_candidates_from_the_rarest_terms_within_the_budget(
+    memory_store: MemoryStore,
+) -> None:
+    """Past ``bm25_budget`` postings, commoner query terms stop selecting candidates but still
+    score the ones the rarer terms found; under it, every (non-common) term selects."""
+    from dataclasses import replace
+
+    from stores.memory import retrieval
+    from stores.memory.model import store_prefix
+
+    pool, store, user = memory_store._pool, memory_store, _uid()
+    texts = [f"User ate an apple on day {i}" for i in range(6)]
+    texts += ["User saw a zebra eating an apple", "User drew a zebra"]
+    texts += [f"User met friend number {i} at the park" for i in range(30)]
+    await store.add_many(user, [NewMemory(text=t) for t in texts])
+    params = {"p": store_prefix(user), "u": user, "n": 50}
+
+    async def bm25(budget: int) -> dict[str, float]:
+        config = replace(MemoryConfig(), bm25_budget=budget)
+        rows = await retrieval.bm25(pool, config, "zebra apple", params)
+        return {r["value"]["text"]: float(r["score"]) for r in rows}
+
+    wide, narrow = await bm25(1_000_000), await bm25(1)
+    assert len(wide) == 8  # every item naming a zebra or an apple (7 of 38: not common)
+    assert set(narrow) == {"User saw a zebra eating an apple", "User drew a zebra"}
+    # The common term still scores what the rare one found: same scores either way.
+    assert narrow == pytest.approx({t: wide[t] for t in narrow})
+    assert max(narrow, key=narrow.__getitem__) == "User saw a zebra eating an apple"
